@@ -1,0 +1,1 @@
+"""The `tokenpipe` command line. One module per command group; `main` wires them."""

@@ -1,0 +1,7 @@
+"""`tokenpipe tokens` commands (placeholder until the costing library lands)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="tokens commands", no_args_is_help=True)
