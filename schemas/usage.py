@@ -47,16 +47,24 @@ class UsageEvent(BaseModel):
         min_length=1, max_length=128, description="Idempotency key: UUID or client string."
     )
     ts: AwareDatetime = Field(description="When the call finished; timezone required; kept in UTC.")
-    tenant: str = Field(min_length=1, max_length=256, description="Customer / org the call bills to.")
+    tenant: str = Field(
+        min_length=1, max_length=256, description="Customer / org the call bills to."
+    )
     user: Dimension = Field(default="", description="End user (OTel: enduser.id).")
     team: Dimension = Field(default="", description="Team owning the calling app.")
     feature: Dimension = Field(default="", description="Product feature that made the call.")
-    api_key_id: Dimension = Field(default="", description="Id (not the secret) of the API key used.")
+    api_key_id: Dimension = Field(
+        default="", description="Id (not the secret) of the API key used."
+    )
     provider: Dimension = Field(
         default="", description="gen_ai.system, e.g. openai, anthropic, google; empty: inferred."
     )
-    model: str = Field(min_length=1, max_length=256, description="gen_ai.request.model / response model.")
-    input_tokens: TokenCount = Field(description="Total input tokens INCLUDING cache reads and writes.")
+    model: str = Field(
+        min_length=1, max_length=256, description="gen_ai.request.model / response model."
+    )
+    input_tokens: TokenCount = Field(
+        description="Total input tokens INCLUDING cache reads and writes."
+    )
     output_tokens: TokenCount = Field(description="Total output tokens INCLUDING reasoning tokens.")
     cache_read_tokens: TokenCount = Field(default=0, description="Part of input read from cache.")
     cache_write_tokens: TokenCount = Field(default=0, description="Part of input written to cache.")
@@ -70,7 +78,8 @@ class UsageEvent(BaseModel):
     )
     status: Literal["ok", "error"] = Field(default="ok", description="Outcome of the call.")
     attributes: dict[str, str] = Field(
-        default_factory=dict, description="Free-form string tags; unknown top-level fields land here."
+        default_factory=dict,
+        description="Free-form string tags; unknown top-level fields land here.",
     )
 
     @field_validator("ts")
