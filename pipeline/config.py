@@ -44,6 +44,9 @@ class Settings(BaseModel):
     kafka_bootstrap: str = Field(
         default="127.0.0.1:9092", description="Kafka bootstrap servers, comma separated host:port."
     )
+    topic_replication: int = Field(
+        default=1, ge=1, le=10, description="Replication factor of topics tokenpipe creates."
+    )
     topic_prefix: str = Field(
         default="", description="Prefix added to every topic name (isolates tests and tenants)."
     )

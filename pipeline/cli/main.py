@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from pipeline.cli import migrate, prices, tokens
+from pipeline.cli import migrate, prices, tokens, worker
 from pipeline.errors import UserError
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app = typer.Typer(
 app.add_typer(prices.app, name="prices")
 app.add_typer(tokens.app, name="tokens")
 app.command("migrate")(migrate.migrate_command)
+app.command("worker")(worker.worker_command)
 
 
 def main() -> None:

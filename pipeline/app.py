@@ -1,0 +1,297 @@
+"""The faust application: topics, the costing and sink agents, and the HTTP endpoints.
+
+This module is wiring only. The logic lives in plain modules that are tested
+without a broker: ``processors.costing`` (validate, dedup, price a batch),
+``processors.sink`` (the insert-then-ack writer), ``ingest`` (HTTP bodies),
+``report`` (queries). ``create_app`` builds a fresh app from ``Settings`` so
+tests and benchmarks can run isolated apps (topic prefix, ports, DSN).
+
+Batching: both agents read with ``Stream.noack_take`` (no ack in its ``finally``)
+and ack each message themselves only when its effect is durable: the costing
+agent after the broker confirmed the costed/DLQ messages, the sink after the
+ClickHouse insert. Faust commits acked offsets every ``broker_commit_interval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from time import perf_counter
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from pipeline import report
+from pipeline.config import Settings
+from pipeline.costing.pricing import PriceCatalog
+from pipeline.dedup import DedupWindow
+from pipeline.ingest import MAX_BODY_BYTES, BadRequest, parse_body
+from pipeline.metrics import Metrics
+from pipeline.processors.costing import CostingProcessor, InMessage
+from pipeline.processors.sink import BatchWriter, SinkStore
+from schemas.dlq import DeadLetter
+from schemas.topics import USAGE_COSTED, USAGE_DLQ, USAGE_EVENTS, TopicSpec, topics
+
+log = logging.getLogger(__name__)
+
+COSTED_RECORDS_PER_MESSAGE = 1000
+"""Costed records per ``usage.costed`` message (one JSON array; keeps messages < 1 MB)."""
+
+COSTING_TAKE_MESSAGES = 256
+COSTING_TAKE_SECONDS = 0.05
+
+
+@dataclass
+class Runtime:
+    """What the agents and views share: settings, store, processors, metrics."""
+
+    settings: Settings
+    store: Any  # pipeline.store.Store (SinkStore + query methods)
+    costing: CostingProcessor
+    writer: BatchWriter
+    metrics: Metrics
+    executor: ThreadPoolExecutor
+
+
+def _topic(app: faust.App, settings: Settings, spec: TopicSpec) -> faust.TopicT:
+    return app.topic(
+        settings.topic(spec.name),
+        partitions=spec.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        retention=timedelta(hours=spec.retention_hours),
+        config={"cleanup.policy": spec.cleanup_policy},
+    )
+
+
+def _broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{part.strip()}" for part in bootstrap.split(",")]
+
+
+async def _send_all(sends: Sequence[Awaitable[Any]]) -> None:
+    """Await broker confirmation of every send (faust returns a future per message)."""
+    futures = [await s for s in sends]
+    await asyncio.gather(*futures)
+
+
+def create_app(settings: Settings, store: Any, catalog: PriceCatalog | None = None) -> faust.App:
+    """Build the worker app. ``store`` must be open (the worker owns it)."""
+    app = faust.App(
+        f"{settings.topic_prefix}tokenpipe",
+        broker=_broker_urls(settings.kafka_bootstrap),
+        store="memory://",
+        autodiscover=False,
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        datadir=str(settings.data_dir / "faust"),
+        consumer_auto_offset_reset="earliest",
+        topic_allow_declare=True,
+        # short session/rebalance timeouts: restarts and tests rejoin in seconds
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
+        broker_rebalance_timeout=10.0,
+        broker_commit_interval=1.0,
+        broker_commit_every=100,
+        producer_linger=0.005,
+        producer_max_request_size=4 * 1024 * 1024,
+        stream_buffer_maxsize=1024,
+        logging_config=None,
+    )
+    specs = topics()
+    events_topic = _topic(app, settings, specs[USAGE_EVENTS])
+    costed_topic = _topic(app, settings, specs[USAGE_COSTED])
+    dlq_topic = _topic(app, settings, specs[USAGE_DLQ])
+
+    metrics = Metrics()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+    rt = Runtime(
+        settings=settings,
+        store=store,
+        costing=CostingProcessor(
+            catalog or PriceCatalog(settings.price_overrides),
+            DedupWindow(settings.dedup_horizon_seconds),
+        ),
+        writer=BatchWriter(
+            store,
+            "usage_raw",
+            settings.batch_max_rows,
+            executor=executor,
+            on_failure=lambda exc: metrics.sink_failures.inc(),
+        ),
+        metrics=metrics,
+        executor=executor,
+    )
+    app.tokenpipe = rt  # type: ignore[attr-defined]
+
+    def send_dead_letters(letters: Sequence[DeadLetter]) -> list[Awaitable[Any]]:
+        return [
+            dlq_topic.send(key=None, value=letter.model_dump_json().encode(), force=True)
+            for letter in letters
+        ]
+
+    @app.agent(events_topic, name="costing")
+    async def costing_agent(stream: faust.StreamT[bytes]) -> None:
+        async for batch in stream.noack_take(COSTING_TAKE_MESSAGES, COSTING_TAKE_SECONDS):
+            msgs = [
+                InMessage(ev.message.value or b"", ev.message.topic, ev.message.partition,
+                          ev.message.offset)
+                for ev in batch
+            ]
+            result = rt.costing.process(msgs)
+            sends: list[Awaitable[Any]] = []
+            for tenant, records in result.costed.items():
+                key = tenant.encode()
+                for i in range(0, len(records), COSTED_RECORDS_PER_MESSAGE):
+                    chunk = records[i : i + COSTED_RECORDS_PER_MESSAGE]
+                    value = json.dumps(chunk, separators=(",", ":")).encode()
+                    sends.append(costed_topic.send(key=key, value=value, force=True))
+            sends.extend(send_dead_letters(result.dead_letters))
+            await _send_all(sends)
+            for ev in batch:
+                await stream.ack(ev)
+            metrics.events_in.inc(result.events_in)
+            metrics.events_costed.inc(result.costed_count)
+            metrics.events_unpriced.inc(result.unpriced)
+            if result.duplicates:
+                metrics.events_duplicate.labels("stream").inc(result.duplicates)
+            for reason, n in result.rejected.items():
+                metrics.events_rejected.labels(reason).inc(n)
+
+    @app.agent(costed_topic, name="sink")
+    async def sink_agent(stream: faust.StreamT[bytes]) -> None:
+        max_messages = max(1, settings.batch_max_rows // 100)
+        async for batch in stream.noack_take(max_messages, settings.batch_max_seconds):
+
+            async def ack(events: list[Any] = batch) -> None:
+                for ev in events:
+                    await stream.ack(ev)
+
+            started = perf_counter()
+            result = await rt.writer.write_and_ack(
+                [ev.message.value or b"" for ev in batch], ack, lambda: stream.should_stop
+            )
+            if result is None:
+                return
+            metrics.sink_insert_seconds.observe(perf_counter() - started)
+            metrics.sink_rows.inc(result.inserted)
+            metrics.sink_batch_rows.observe(result.inserted)
+            dups = result.skipped_existing + result.duplicates_in_batch
+            if dups:
+                metrics.events_duplicate.labels("sink").inc(dups)
+
+    _register_views(app, rt, events_topic, send_dead_letters)
+    return app
+
+
+def _register_views(
+    app: faust.App,
+    rt: Runtime,
+    events_topic: faust.TopicT,
+    send_dead_letters: Callable[[Sequence[DeadLetter]], list[Awaitable[Any]]],
+) -> None:
+    metrics = rt.metrics
+
+    @app.page("/health")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok", "app": app.conf.id})
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            consumer = app.consumer
+            for tp in consumer.assignment():
+                committed = consumer._committed_offset.get(tp)
+                try:
+                    high = consumer.highwater(tp)
+                except Exception:  # not fetched yet
+                    continue
+                lag = max(0, (high or 0) - ((committed + 1) if committed is not None else 0))
+                metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+            return self.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+
+    @app.page("/v1/events")
+    class Events(View):
+        async def post(self, request: Request) -> Response:
+            declared = request.headers.get("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+                metrics.ingest_requests.labels("413").inc()
+                return self.error(413, f"payload is {declared} bytes; the limit is {MAX_BODY_BYTES}")
+            body = await _read_limited(request, MAX_BODY_BYTES)
+            if body is None:
+                metrics.ingest_requests.labels("413").inc()
+                return self.error(413, f"payload over the limit of {MAX_BODY_BYTES} bytes")
+            try:
+                parsed = parse_body(body)
+            except BadRequest as exc:
+                metrics.ingest_requests.labels("400").inc()
+                return self.error(400, str(exc))
+            sends: list[Awaitable[Any]] = [
+                events_topic.send(
+                    key=tenant.encode(),
+                    value=json.dumps(items, separators=(",", ":")).encode(),
+                    force=True,
+                )
+                for tenant, items in parsed.by_tenant.items()
+            ]
+            sends.extend(
+                send_dead_letters(
+                    [
+                        DeadLetter.build(
+                            source_topic="http:/v1/events",
+                            partition=-1,
+                            offset=-1,
+                            index=r.index,
+                            problems=r.problems,
+                            original=body,
+                            item=r.raw,
+                        )
+                        for r in parsed.rejected
+                    ]
+                )
+            )
+            await _send_all(sends)
+            metrics.ingest_requests.labels("202").inc()
+            for r in parsed.rejected:
+                metrics.events_rejected.labels("http").inc()
+            return self.json(parsed.response(), status=202)
+
+    @app.page("/v1/usage/summary")
+    class Summary(View):
+        async def get(self, request: Request) -> Response:
+            q = request.query
+            try:
+                params = report.SummaryQuery.from_strings(
+                    by=q.get("by", "model"), start=q.get("from"), end=q.get("to"),
+                    tenant=q.get("tenant"),
+                )
+            except ValueError as exc:
+                return self.error(400, str(exc))
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(rt.executor, report.summary, rt.store, params)
+            return self.json(result.as_json())
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """Read the body, or None as soon as it exceeds ``limit`` bytes (chunked uploads)."""
+    content = request.content  # type: ignore[attr-defined]  # aiohttp StreamReader
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await content.read(65536)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)

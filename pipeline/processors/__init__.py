@@ -1,0 +1,1 @@
+"""Stream processors: pure batch logic here, thin faust wiring in ``pipeline.app``."""

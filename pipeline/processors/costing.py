@@ -1,0 +1,173 @@
+"""The costing processor: raw usage messages in, priced records and dead letters out.
+
+Pure batch logic (no Kafka): ``CostingProcessor.process`` takes a batch of
+messages from ``usage.events`` — each one event or a JSON array of events — and
+returns
+
+* ``costed``: priced records grouped by tenant (the output key), as JSON-ready
+  dicts in the ``CostedUsage`` shape (money as decimal strings);
+* ``dead_letters``: one ``DeadLetter`` per rejected item, with the original bytes,
+  every problem, and topic/partition/offset;
+* counters for metrics.
+
+Nothing here raises on bad data; an event that cannot be priced is kept with
+``priced=False`` and its reason (never a silent $0). Pricing runs once for the
+whole batch (``PriceCatalog.price_many``), which is what makes it fast.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.costing.pricing import PriceCatalog, PriceResult
+from pipeline.costing.usage import TokenUsage
+from pipeline.dedup import DedupWindow
+from schemas.dlq import DeadLetter
+from schemas.usage import UsageEvent
+from schemas.validation import Rejected, validate_payload
+
+_TOP_LEVEL = frozenset(UsageEvent.model_fields)
+
+
+@dataclass(frozen=True, slots=True)
+class InMessage:
+    """One consumed Kafka message: its raw value and where it came from."""
+
+    value: bytes
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class CostingResult:
+    """What one batch produced. ``costed`` maps tenant → records for ``usage.costed``."""
+
+    costed: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    events_in: int = 0
+    duplicates: int = 0
+    unpriced: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def costed_count(self) -> int:
+        return sum(len(v) for v in self.costed.values())
+
+
+def reject_reason(rejected: Rejected) -> str:
+    """A low-cardinality label for metrics: the first bad top-level field, or the kind."""
+    first = rejected.problems[0]
+    if first.message.startswith("malformed JSON"):
+        return "malformed_json"
+    if not first.path:
+        return "not_an_object" if "expected a JSON object" in first.message else "constraint"
+    top = first.path.split(".", 1)[0]
+    return top if top in _TOP_LEVEL else "other"
+
+
+def costed_record(event: UsageEvent, price: PriceResult, costed_at: str) -> dict[str, Any]:
+    """The ``CostedUsage`` JSON object for ``event`` priced as ``price``."""
+    return {
+        "schema_version": 1,
+        "event_id": event.event_id,
+        "ts": event.ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "tenant": event.tenant,
+        "user": event.user,
+        "team": event.team,
+        "feature": event.feature,
+        "api_key_id": event.api_key_id,
+        "provider": event.provider or price.provider,
+        "model": event.model,
+        "input_tokens": event.input_tokens,
+        "output_tokens": event.output_tokens,
+        "cache_read_tokens": event.cache_read_tokens,
+        "cache_write_tokens": event.cache_write_tokens,
+        "reasoning_tokens": event.reasoning_tokens,
+        "request_id": event.request_id,
+        "reservation_id": event.reservation_id,
+        "latency_ms": event.latency_ms,
+        "status": event.status,
+        "attributes": event.attributes,
+        "cost_usd": str(price.cost_usd),
+        "input_cost_usd": str(price.input_cost_usd),
+        "cache_read_cost_usd": str(price.cache_read_cost_usd),
+        "cache_write_cost_usd": str(price.cache_write_cost_usd),
+        "output_cost_usd": str(price.output_cost_usd),
+        "priced": price.priced,
+        "price_source": price.price_source if price.priced else "none",
+        "price_version": price.price_version,
+        "unpriced_reason": price.reason,
+        "costed_at": costed_at,
+    }
+
+
+class CostingProcessor:
+    """Validate, dedup and price batches of ``usage.events`` messages."""
+
+    def __init__(
+        self,
+        catalog: PriceCatalog,
+        dedup: DedupWindow,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.catalog = catalog
+        self.dedup = dedup
+        self.clock = clock
+
+    def process(self, messages: Sequence[InMessage]) -> CostingResult:
+        """Process one batch; never raises on bad input (bad items become dead letters)."""
+        out = CostingResult()
+        now = self.clock()
+        fresh: list[UsageEvent] = []
+        for msg in messages:
+            good, bad = validate_payload(msg.value)
+            out.events_in += len(good) + len(bad)
+            for rej in bad:
+                out.rejected[reject_reason(rej)] += 1
+                out.dead_letters.append(
+                    DeadLetter.build(
+                        source_topic=msg.topic,
+                        partition=msg.partition,
+                        offset=msg.offset,
+                        index=rej.index,
+                        problems=rej.problems,
+                        original=msg.value,
+                        item=rej.raw,
+                    )
+                )
+            for event in good:
+                if self.dedup.add_new(event.event_id, now):
+                    fresh.append(event)
+                else:
+                    out.duplicates += 1
+        if not fresh:
+            return out
+        prices = self.catalog.price_many(
+            [
+                (
+                    e.model,
+                    e.provider or None,
+                    TokenUsage(
+                        e.input_tokens,
+                        e.output_tokens,
+                        e.cache_read_tokens,
+                        e.cache_write_tokens,
+                        e.reasoning_tokens,
+                    ),
+                    e.ts,
+                )
+                for e in fresh
+            ]
+        )
+        costed_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        for event, price in zip(fresh, prices, strict=True):
+            if not price.priced:
+                out.unpriced += 1
+            out.costed[event.tenant].append(costed_record(event, price, costed_at))
+        return out
