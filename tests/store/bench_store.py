@@ -63,9 +63,7 @@ def batch(start: int, n: int, seconds_per_row: float = 0.01) -> pa.Table:
             "reservation_id": pa.array([""] * n),
             "latency_ms": pa.array([250] * n, type=pa.uint32()),
             "status": pa.array(["ok"] * n),
-            "attributes": pa.array(
-                [[("env", "prod")]] * n, type=pa.map_(pa.string(), pa.string())
-            ),
+            "attributes": pa.array([[("env", "prod")]] * n, type=pa.map_(pa.string(), pa.string())),
         }
     )
 

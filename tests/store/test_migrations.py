@@ -12,7 +12,7 @@ import pipeline.migrate as migrate
 from pipeline.errors import ConfigError
 from pipeline.migrate import DECLARED_SCHEMA, DECLARED_TABLES, DECLARED_VIEWS, apply, plan
 from pipeline.store import Store
-from tests.store.conftest import RAW_INSERT_COLUMNS, raw_row
+from tests.conftest import RAW_INSERT_COLUMNS, raw_row
 
 
 def _tables(store: Store) -> dict[str, tuple[str, str, str]]:
@@ -92,7 +92,8 @@ def test_vanished_migration_is_refused(store: Store, monkeypatch: pytest.MonkeyP
 
 def test_unexpected_table_shape_is_refused(empty_store: Store) -> None:
     empty_store.command(
-        "CREATE TABLE schema_migrations (version UInt64, name String) ENGINE = MergeTree ORDER BY version"
+        "CREATE TABLE schema_migrations (version UInt64, name String)"
+        " ENGINE = MergeTree ORDER BY version"
     )
     with pytest.raises(ConfigError, match=r"unknown state.*schema_migrations has columns"):
         apply(empty_store)
@@ -149,3 +150,25 @@ def test_rollups_sum_inserted_rows(store: Store) -> None:
         "SELECT user, sum(calls) FROM usage_rollup_1h GROUP BY user ORDER BY user"
     )
     assert per_user == [("alice", 3), ("bob", 1)]
+
+
+def test_cli_migrate_dry_run_then_apply(chdb_dsn: str) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from pipeline.cli.migrate import migrate_command
+
+    app = typer.Typer()
+    app.command()(migrate_command)
+    args = ["--dsn", chdb_dsn, "--database", "t_cli"]
+    dry = CliRunner().invoke(app, [*args, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would apply 0001 usage_raw" in dry.output
+    assert "CREATE TABLE IF NOT EXISTS usage_raw" in dry.output
+    real = CliRunner().invoke(app, args)
+    assert real.exit_code == 0, real.output
+    assert "applied 0002 rollups" in real.output
+    again = CliRunner().invoke(app, args)
+    assert "up to date" in again.output
+    with Store.open(chdb_dsn, "t_cli") as s:
+        s.command("DROP DATABASE t_cli SYNC")

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.store import Dsn, Store, connect, disconnect, parse_dsn
-from tests.store.conftest import RAW_INSERT_COLUMNS, raw_row
+from tests.conftest import RAW_INSERT_COLUMNS, raw_row
 
 
 @pytest.mark.parametrize(
@@ -24,8 +24,14 @@ from tests.store.conftest import RAW_INSERT_COLUMNS, raw_row
         ("chdb:///d?database=t_1", Dsn(kind="chdb", path="/d", database="t_1")),
         (
             "http://bob:s%40cret@ch.local:9000/usage",
-            Dsn(kind="http", host="ch.local", port=9000, username="bob", password="s@cret",
-                database="usage"),
+            Dsn(
+                kind="http",
+                host="ch.local",
+                port=9000,
+                username="bob",
+                password="s@cret",
+                database="usage",
+            ),
         ),
         ("http://localhost", Dsn(kind="http", host="localhost", port=8123)),
         ("https://ch.example.com", Dsn(kind="https", host="ch.example.com", port=8443)),

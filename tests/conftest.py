@@ -1,4 +1,4 @@
-"""Embedded-store fixtures.
+"""Shared fixtures: the embedded ClickHouse store (one path per session, a database per test).
 
 chDB hosts ONE data path per process (opening a second path while the first is
 open fails), so the whole test session shares one path, kept open by
