@@ -34,7 +34,7 @@ from pipeline.dedup import DedupWindow
 from pipeline.ingest import MAX_BODY_BYTES, BadRequest, parse_body
 from pipeline.metrics import Metrics
 from pipeline.processors.costing import CostingProcessor, InMessage
-from pipeline.processors.sink import BatchWriter, SinkStore
+from pipeline.processors.sink import BatchWriter
 from schemas.dlq import DeadLetter
 from schemas.topics import USAGE_COSTED, USAGE_DLQ, USAGE_EVENTS, TopicSpec, topics
 
@@ -140,11 +140,15 @@ def create_app(settings: Settings, store: Any, catalog: PriceCatalog | None = No
         ]
 
     @app.agent(events_topic, name="costing")
-    async def costing_agent(stream: faust.StreamT[bytes]) -> None:
+    async def costing_agent(stream: Any) -> None:  # faust.Stream; noack_take yields Events
         async for batch in stream.noack_take(COSTING_TAKE_MESSAGES, COSTING_TAKE_SECONDS):
             msgs = [
-                InMessage(ev.message.value or b"", ev.message.topic, ev.message.partition,
-                          ev.message.offset)
+                InMessage(
+                    ev.message.value or b"",
+                    ev.message.topic,
+                    ev.message.partition,
+                    ev.message.offset,
+                )
                 for ev in batch
             ]
             result = rt.costing.process(msgs)
@@ -168,7 +172,7 @@ def create_app(settings: Settings, store: Any, catalog: PriceCatalog | None = No
                 metrics.events_rejected.labels(reason).inc(n)
 
     @app.agent(costed_topic, name="sink")
-    async def sink_agent(stream: faust.StreamT[bytes]) -> None:
+    async def sink_agent(stream: Any) -> None:  # faust.Stream; noack_take yields Events
         max_messages = max(1, settings.batch_max_rows // 100)
         async for batch in stream.noack_take(max_messages, settings.batch_max_seconds):
 
@@ -211,7 +215,7 @@ def _register_views(
         async def get(self, request: Request) -> Response:
             consumer = app.consumer
             for tp in consumer.assignment():
-                committed = consumer._committed_offset.get(tp)
+                committed = getattr(consumer, "_committed_offset", {}).get(tp)
                 try:
                     high = consumer.highwater(tp)
                 except Exception:  # not fetched yet
@@ -226,7 +230,9 @@ def _register_views(
             declared = request.headers.get("Content-Length")
             if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
                 metrics.ingest_requests.labels("413").inc()
-                return self.error(413, f"payload is {declared} bytes; the limit is {MAX_BODY_BYTES}")
+                return self.error(
+                    413, f"payload is {declared} bytes; the limit is {MAX_BODY_BYTES}"
+                )
             body = await _read_limited(request, MAX_BODY_BYTES)
             if body is None:
                 metrics.ingest_requests.labels("413").inc()
@@ -262,8 +268,8 @@ def _register_views(
             )
             await _send_all(sends)
             metrics.ingest_requests.labels("202").inc()
-            for r in parsed.rejected:
-                metrics.events_rejected.labels("http").inc()
+            if parsed.rejected:
+                metrics.events_rejected.labels("http").inc(len(parsed.rejected))
             return self.json(parsed.response(), status=202)
 
     @app.page("/v1/usage/summary")
@@ -272,7 +278,9 @@ def _register_views(
             q = request.query
             try:
                 params = report.SummaryQuery.from_strings(
-                    by=q.get("by", "model"), start=q.get("from"), end=q.get("to"),
+                    by=q.get("by", "model"),
+                    start=q.get("from"),
+                    end=q.get("to"),
                     tenant=q.get("tenant"),
                 )
             except ValueError as exc:

@@ -63,7 +63,9 @@ def _is_cloudevent(obj: Any) -> bool:
 def _unwrap(obj: Any) -> list[Any]:
     if _is_cloudevent(obj):
         if obj.get("specversion") != "1.0":
-            return [Problem("specversion", f"unsupported CloudEvents version {obj['specversion']!r}")]
+            return [
+                Problem("specversion", f"unsupported CloudEvents version {obj['specversion']!r}")
+            ]
         data = obj.get("data")
         if isinstance(data, str):  # data sent as a JSON string
             try:

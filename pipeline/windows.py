@@ -145,20 +145,29 @@ def window_start(ts: datetime, window_s: int = DEFAULT_WINDOW_S) -> datetime:
     return _EPOCH + timedelta(microseconds=micros - micros % size)
 
 
-def aggregate_batch(
-    records: Iterable[CostedUsage], window_s: int = DEFAULT_WINDOW_S
-) -> dict[tuple[WindowKey, datetime], WindowAgg]:
-    """One pass over ``records``: per-(key, window start) totals. No lateness rules."""
+def _aggregate(
+    records: Iterable[CostedUsage], window_s: int
+) -> tuple[dict[tuple[WindowKey, datetime], WindowAgg], datetime | None]:
     out: dict[tuple[WindowKey, datetime], WindowAgg] = {}
     size = timedelta(seconds=window_s)
+    max_ts: datetime | None = None
     for r in records:
+        if max_ts is None or r.ts > max_ts:
+            max_ts = r.ts
         start = window_start(r.ts, window_s)
         slot = (WindowKey.of(r), start)
         agg = out.get(slot)
         if agg is None:
             agg = out[slot] = WindowAgg(key=slot[0], start=start, end=start + size)
         agg.add(r)
-    return out
+    return out, max_ts
+
+
+def aggregate_batch(
+    records: Iterable[CostedUsage], window_s: int = DEFAULT_WINDOW_S
+) -> dict[tuple[WindowKey, datetime], WindowAgg]:
+    """One pass over ``records``: per-(key, window start) totals. No lateness rules."""
+    return _aggregate(records, window_s)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,9 +215,8 @@ class WindowAggregator:
         ``now`` (wall clock, optional) caps how far this batch can move the
         watermark: to at most ``now + max_skew_s``.
         """
-        deltas = aggregate_batch(records, self.window_s)
+        deltas, max_ts = _aggregate(records, self.window_s)
         accepted = late = 0
-        max_ts: datetime | None = None
         for slot, delta in deltas.items():
             if self._is_late(delta.start):
                 late += delta.calls
@@ -219,21 +227,12 @@ class WindowAggregator:
                 self._windows[slot] = delta
             else:
                 current.merge(delta)
-        # The watermark moves after the whole batch: the highest event time seen, but
-        # only among windows that were accepted and never beyond now + skew.
-        for (_, start), delta in deltas.items():
-            end = delta.end
-            if max_ts is None or end > max_ts:
-                max_ts = end
-            del start
+        # The watermark moves only after the whole batch, so lateness inside a batch
+        # does not depend on the order of its records.
         if max_ts is not None:
-            # ``end`` is an upper bound of the records' ts; the last window's records are
-            # at most one window before it, so use end - window as a conservative mark
-            # unless the exact max ts is cheaper to know (it is not, after aggregation).
-            candidate = max_ts - timedelta(seconds=self.window_s)
             if now is not None:
-                candidate = min(candidate, now + timedelta(seconds=self.max_skew_s))
-            self._advance(candidate)
+                max_ts = min(max_ts, now + timedelta(seconds=self.max_skew_s))
+            self._advance(max_ts)
         self.late_dropped += late
         return BatchResult(accepted=accepted, late_dropped=late, keys_updated=len(deltas))
 

@@ -69,7 +69,9 @@ class AlertEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    alert_id: str = Field(min_length=1, max_length=128, description="Deterministic idempotency key.")
+    alert_id: str = Field(
+        min_length=1, max_length=128, description="Deterministic idempotency key."
+    )
     kind: AlertKind = Field(description="What raised the alert.")
     tenant: str = Field(max_length=256, description="Tenant the alert is about ('' = system-wide).")
     scope: dict[str, str] = Field(
@@ -119,7 +121,8 @@ class AlertEvent(BaseModel):
 
     def dims(self) -> dict[str, str]:
         """The values rule filters look at: tenant, severity, kind, scope and id-like data."""
-        out = {k: str(self.data[k]) for k in ("metric", "budget_id") if k in self.data}
+        ids = ("metric", "budget_id")
+        out: dict[str, str] = {k: str(self.data[k]) for k in ids if k in self.data}
         out.update(self.scope)
         out["tenant"] = self.tenant
         out["severity"] = self.severity

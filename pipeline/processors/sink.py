@@ -114,7 +114,9 @@ def prepare(values: Sequence[bytes]) -> PreparedBatch:
     return out
 
 
-def write_blocking(store: SinkStore, table: str, batch: PreparedBatch, max_rows: int) -> WriteResult:
+def write_blocking(
+    store: SinkStore, table: str, batch: PreparedBatch, max_rows: int
+) -> WriteResult:
     """Steps 2 and 3: drop ids ClickHouse already holds, then insert (chunks of ``max_rows``).
 
     Blocking (clickhouse-connect is synchronous): call it from an executor thread.

@@ -109,8 +109,9 @@ async def test_a_stopping_worker_leaves_a_failing_batch_unacked(store: Store) ->
     async def ack() -> None:
         raise AssertionError("must not ack a batch that was never written")
 
-    writer = BatchWriter(store, "usage_raw", 10_000, backoff=Backoff(0.01, 0.02),
-                         on_failure=on_failure)
+    writer = BatchWriter(
+        store, "usage_raw", 10_000, backoff=Backoff(0.01, 0.02), on_failure=on_failure
+    )
     result = await asyncio.wait_for(
         writer.write_and_ack(values, ack, should_stop=lambda: attempts >= 3), timeout=10
     )
