@@ -79,7 +79,13 @@ class ClickHouseQuery(cogvariants.Dataquery):
         self.extra = dict(extra or {})
 
     _KNOWN: typing.ClassVar[tuple[str, ...]] = (
-        "refId", "rawSql", "format", "queryType", "editorType", "datasource", "hide",
+        "refId",
+        "rawSql",
+        "format",
+        "queryType",
+        "editorType",
+        "datasource",
+        "hide",
     )
 
     def to_json(self) -> dict[str, object]:
@@ -114,7 +120,9 @@ class ClickHouseQueryBuilder(cogbuilder.Builder[cogvariants.Dataquery]):
     """Builder for ``ClickHouseQuery``, in the SDK's fluent style (``.with_target(...)``)."""
 
     def __init__(self, raw_sql: str, *, ref_id: str = "A") -> None:
-        self._internal = ClickHouseQuery(ref_id=ref_id, raw_sql=raw_sql, datasource=datasource_ref())
+        self._internal = ClickHouseQuery(
+            ref_id=ref_id, raw_sql=raw_sql, datasource=datasource_ref()
+        )
 
     def build(self) -> ClickHouseQuery:
         return self._internal
@@ -134,7 +142,9 @@ class ClickHouseQueryBuilder(cogbuilder.Builder[cogvariants.Dataquery]):
 
 def variant_config() -> cogruntime.DataqueryConfig:
     """The SDK runtime entry that decodes ClickHouse targets into ``ClickHouseQuery``."""
-    return cogruntime.DataqueryConfig(identifier=DATASOURCE_TYPE, from_json_hook=ClickHouseQuery.from_json)
+    return cogruntime.DataqueryConfig(
+        identifier=DATASOURCE_TYPE, from_json_hook=ClickHouseQuery.from_json
+    )
 
 
 def register() -> None:

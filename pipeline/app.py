@@ -33,18 +33,34 @@ from pipeline.costing.pricing import PriceCatalog
 from pipeline.dedup import DedupWindow
 from pipeline.ingest import MAX_BODY_BYTES, BadRequest, parse_body
 from pipeline.metrics import Metrics
-from pipeline.processors.costing import CostingProcessor, InMessage
-from pipeline.processors.sink import BatchWriter
+from pipeline.processors.costing import CostingProcessor, InMessage, encode_costed
+from pipeline.processors.sink import BatchWriter, CostedMessage
 from schemas.dlq import DeadLetter
 from schemas.topics import USAGE_COSTED, USAGE_DLQ, USAGE_EVENTS, TopicSpec, topics
 
 log = logging.getLogger(__name__)
 
-COSTED_RECORDS_PER_MESSAGE = 1000
-"""Costed records per ``usage.costed`` message (one JSON array; keeps messages < 1 MB)."""
-
 COSTING_TAKE_MESSAGES = 256
 COSTING_TAKE_SECONDS = 0.05
+COSTING_SLICE_BYTES = 512 * 1024
+"""Costing works on at most this many payload bytes (~1.5k events) between awaits."""
+
+
+def slices_by_bytes(events: Sequence[Any], limit: int) -> list[list[Any]]:
+    """Split faust events into runs whose message values add up to about ``limit`` bytes."""
+    out: list[list[Any]] = []
+    current: list[Any] = []
+    size = 0
+    for ev in events:
+        n = len(ev.message.value or b"")
+        if current and size + n > limit:
+            out.append(current)
+            current, size = [], 0
+        current.append(ev)
+        size += n
+    if current:
+        out.append(current)
+    return out
 
 
 @dataclass
@@ -57,6 +73,7 @@ class Runtime:
     writer: BatchWriter
     metrics: Metrics
     executor: ThreadPoolExecutor
+    query_executor: ThreadPoolExecutor
 
 
 def _topic(app: faust.App, settings: Settings, spec: TopicSpec) -> faust.TopicT:
@@ -130,6 +147,7 @@ def create_app(settings: Settings, store: Any, catalog: PriceCatalog | None = No
         ),
         metrics=metrics,
         executor=executor,
+        query_executor=ThreadPoolExecutor(max_workers=2, thread_name_prefix="queries"),
     )
     app.tokenpipe = rt  # type: ignore[attr-defined]
 
@@ -142,34 +160,36 @@ def create_app(settings: Settings, store: Any, catalog: PriceCatalog | None = No
     @app.agent(events_topic, name="costing")
     async def costing_agent(stream: Any) -> None:  # faust.Stream; noack_take yields Events
         async for batch in stream.noack_take(COSTING_TAKE_MESSAGES, COSTING_TAKE_SECONDS):
-            msgs = [
-                InMessage(
-                    ev.message.value or b"",
-                    ev.message.topic,
-                    ev.message.partition,
-                    ev.message.offset,
-                )
-                for ev in batch
-            ]
-            result = rt.costing.process(msgs)
-            sends: list[Awaitable[Any]] = []
-            for tenant, records in result.costed.items():
-                key = tenant.encode()
-                for i in range(0, len(records), COSTED_RECORDS_PER_MESSAGE):
-                    chunk = records[i : i + COSTED_RECORDS_PER_MESSAGE]
-                    value = json.dumps(chunk, separators=(",", ":")).encode()
-                    sends.append(costed_topic.send(key=key, value=value, force=True))
-            sends.extend(send_dead_letters(result.dead_letters))
-            await _send_all(sends)
-            for ev in batch:
-                await stream.ack(ev)
-            metrics.events_in.inc(result.events_in)
-            metrics.events_costed.inc(result.costed_count)
-            metrics.events_unpriced.inc(result.unpriced)
-            if result.duplicates:
-                metrics.events_duplicate.labels("stream").inc(result.duplicates)
-            for reason, n in result.rejected.items():
-                metrics.events_rejected.labels(reason).inc(n)
+            # Slices bound the CPU time between two awaits, so heartbeats, the web
+            # server and the sink keep running while a large backlog is costed.
+            for events in slices_by_bytes(batch, COSTING_SLICE_BYTES):
+                await cost_slice(stream, events)
+                await asyncio.sleep(0)
+
+    async def cost_slice(stream: Any, batch: list[Any]) -> None:
+        msgs = [
+            InMessage(
+                ev.message.value or b"", ev.message.topic, ev.message.partition, ev.message.offset
+            )
+            for ev in batch
+        ]
+        result = rt.costing.process(msgs)
+        sends: list[Awaitable[Any]] = []
+        for tenant, records in result.costed.items():
+            key = tenant.encode()
+            for value, headers in encode_costed(records):
+                sends.append(costed_topic.send(key=key, value=value, headers=headers, force=True))
+        sends.extend(send_dead_letters(result.dead_letters))
+        await _send_all(sends)
+        for ev in batch:
+            await stream.ack(ev)
+        metrics.events_in.inc(result.events_in)
+        metrics.events_costed.inc(result.costed_count)
+        metrics.events_unpriced.inc(result.unpriced)
+        if result.duplicates:
+            metrics.events_duplicate.labels("stream").inc(result.duplicates)
+        for reason, n in result.rejected.items():
+            metrics.events_rejected.labels(reason).inc(n)
 
     @app.agent(costed_topic, name="sink")
     async def sink_agent(stream: Any) -> None:  # faust.Stream; noack_take yields Events
@@ -181,9 +201,11 @@ def create_app(settings: Settings, store: Any, catalog: PriceCatalog | None = No
                     await stream.ack(ev)
 
             started = perf_counter()
-            result = await rt.writer.write_and_ack(
-                [ev.message.value or b"" for ev in batch], ack, lambda: stream.should_stop
-            )
+            messages = [
+                CostedMessage.from_kafka(ev.message.value, ev.message.key, ev.message.headers)
+                for ev in batch
+            ]
+            result = await rt.writer.write_and_ack(messages, ack, lambda: stream.should_stop)
             if result is None:
                 return
             metrics.sink_insert_seconds.observe(perf_counter() - started)
@@ -286,8 +308,21 @@ def _register_views(
             except ValueError as exc:
                 return self.error(400, str(exc))
             loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(rt.executor, report.summary, rt.store, params)
+            result = await loop.run_in_executor(rt.query_executor, report.summary, rt.store, params)
             return self.json(result.as_json())
+
+    @app.page("/v1/usage/latency")
+    class Latency(View):
+        async def get(self, request: Request) -> Response:
+            try:
+                since = report.parse_time(request.query.get("since", "-5m"), "since")
+            except ValueError as exc:
+                return self.error(400, str(exc))
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(
+                rt.query_executor, report.ingest_latency, rt.store, since
+            )
+            return self.json(result)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:

@@ -120,3 +120,24 @@ def summary(store: Any, q: SummaryQuery) -> Summary:
     )
     total_rows = store.query_dicts(f"SELECT {sums} FROM usage_raw WHERE {cond}", params)
     return Summary(q.by, rows, total_rows[0] if total_rows else dict.fromkeys(COLUMNS, 0))
+
+
+def ingest_latency(store: Any, since: datetime) -> dict[str, float]:
+    """Event time → row written (``ingested_at - ts``) for rows with ``ts >= since``.
+
+    Meaningful when producers stamp ``ts`` at send time (the benchmark does); for
+    backfilled history it measures the backfill's age instead.
+    """
+    rows = store.query_rows(
+        "SELECT count(), quantilesExact(0.5, 0.99)(d), max(d) FROM ("
+        " SELECT dateDiff('millisecond', ts, ingested_at) AS d FROM usage_raw"
+        " WHERE ts >= {since:DateTime64(3, 'UTC')})",
+        {"since": since},
+    )
+    n, (p50, p99), mx = rows[0]
+    return {
+        "rows": int(n),
+        "latency_p50_ms": float(p50),
+        "latency_p99_ms": float(p99),
+        "latency_max_ms": float(mx),
+    }

@@ -391,16 +391,26 @@ class Store:
         items = list(keys)
         if not items:
             return set()
-        tenants = sorted({t for t, _, _ in items})
-        ids = sorted({e for _, _, e in items})
-        ts_min = min(ts for _, ts, _ in items)
-        ts_max = max(ts for _, ts, _ in items)
+        return self.existing_event_ids_in(
+            {t for t, _, _ in items},
+            min(ts for _, ts, _ in items),
+            max(ts for _, ts, _ in items),
+            [e for _, _, e in items],
+        )
+
+    def existing_event_ids_in(
+        self, tenants: Iterable[str], ts_min: datetime, ts_max: datetime, ids: Iterable[str]
+    ) -> set[str]:
+        """Which of ``ids`` are in ``usage_raw`` for these tenants within [ts_min, ts_max]."""
+        id_list = sorted(set(ids))
+        if not id_list:
+            return set()
         rows = self.query_rows(
             "SELECT DISTINCT event_id FROM usage_raw"
             " WHERE tenant IN {tenants:Array(String)}"
             " AND ts >= {ts_min:DateTime64(3, 'UTC')} AND ts <= {ts_max:DateTime64(3, 'UTC')}"
             " AND event_id IN {ids:Array(String)}",
-            {"tenants": tenants, "ids": ids, "ts_min": ts_min, "ts_max": ts_max},
+            {"tenants": sorted(set(tenants)), "ids": id_list, "ts_min": ts_min, "ts_max": ts_max},
         )
         return {r[0] for r in rows}
 

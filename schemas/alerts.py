@@ -46,6 +46,7 @@ SCOPE_DIMS: tuple[str, ...] = (
     "api_key_id",
     "metric",
     "budget_id",
+    "source_topic",
 )
 
 

@@ -187,7 +187,7 @@ class ReserveRequest(BaseModel):
 
     def scope_dimensions(self) -> dict[str, str]:
         """The dimensions budgets are matched on: ``dimensions`` plus ``model``."""
-        dims: dict[str, str] = dict(self.dimensions)
+        dims: dict[str, str] = {k: v for k, v in self.dimensions.items()}
         dims["model"] = self.model
         return dims
 

@@ -64,6 +64,29 @@ class TokenUsage:
             )
 
     @classmethod
+    def trusted(
+        cls,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+    ) -> TokenUsage:
+        """Build WITHOUT validation, for counts a validated ``UsageEvent`` already vouches for.
+
+        The stream prices tens of thousands of events a second; re-checking what the
+        schema has just checked was a measurable share of that (see bench/).
+        """
+        obj = object.__new__(cls)
+        setattr_ = object.__setattr__
+        setattr_(obj, "input_tokens", input_tokens)
+        setattr_(obj, "output_tokens", output_tokens)
+        setattr_(obj, "cache_read_tokens", cache_read_tokens)
+        setattr_(obj, "cache_write_tokens", cache_write_tokens)
+        setattr_(obj, "reasoning_tokens", reasoning_tokens)
+        return obj
+
+    @classmethod
     def checked(
         cls,
         input_tokens: int,

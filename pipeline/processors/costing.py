@@ -17,6 +17,7 @@ whole batch (``PriceCatalog.price_many``), which is what makes it fast.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -107,6 +108,34 @@ def costed_record(event: UsageEvent, price: PriceResult, costed_at: str) -> dict
     }
 
 
+COSTED_RECORDS_PER_MESSAGE = 1000
+"""Costed records per ``usage.costed`` message (one JSON array; keeps messages < 1 MB)."""
+
+HEADER_IDS = "tp-ids"
+HEADER_TS = "tp-ts"
+
+
+def encode_costed(
+    records: list[dict[str, Any]], per_message: int = COSTED_RECORDS_PER_MESSAGE
+) -> list[tuple[bytes, list[tuple[str, bytes]]]]:
+    """``usage.costed`` message values (JSON arrays) with their index headers.
+
+    Headers ``tp-ids`` (JSON array of the event ids) and ``tp-ts`` (``min,max`` ts)
+    let the sink check for replays and insert the bytes as they are, without
+    parsing a single record (see ``processors.sink``).
+    """
+    out = []
+    for i in range(0, len(records), per_message):
+        chunk = records[i : i + per_message]
+        stamps = [r["ts"] for r in chunk]  # same ISO format everywhere: sorts as time
+        headers = [
+            (HEADER_IDS, json.dumps([r["event_id"] for r in chunk]).encode()),
+            (HEADER_TS, f"{min(stamps)},{max(stamps)}".encode()),
+        ]
+        out.append((json.dumps(chunk, separators=(",", ":")).encode(), headers))
+    return out
+
+
 class CostingProcessor:
     """Validate, dedup and price batches of ``usage.events`` messages."""
 
@@ -153,7 +182,7 @@ class CostingProcessor:
                 (
                     e.model,
                     e.provider or None,
-                    TokenUsage(
+                    TokenUsage.trusted(
                         e.input_tokens,
                         e.output_tokens,
                         e.cache_read_tokens,

@@ -130,6 +130,9 @@ class CountingStore:
     def existing_event_ids(self, keys):  # type: ignore[no-untyped-def]
         return self.store.existing_event_ids(keys)
 
+    def existing_event_ids_in(self, *args):  # type: ignore[no-untyped-def]
+        return self.store.existing_event_ids_in(*args)
+
     def insert_json_each_row(self, table, body, settings=None):  # type: ignore[no-untyped-def]
         self.inserts.append(len(json.loads(body)))
         self.store.insert_json_each_row(table, body, settings)
@@ -144,3 +147,45 @@ def test_batches_are_split_at_max_rows(store: Store, max_rows: int, inserts: int
     assert len(counting.inserts) == inserts
     assert max(counting.inserts) <= max_rows
     assert totals(store) == expected(values)
+
+
+def indexed_messages(n: int, seed: int = 2) -> list:
+    """Messages exactly as the costing agent produces them: values plus index headers."""
+    from pipeline.processors.costing import encode_costed
+    from pipeline.processors.sink import CostedMessage
+
+    traffic = DemoTraffic(DemoConfig(seed=seed))
+    events = [traffic.event(i, n) for i in range(n)]
+    result = CostingProcessor(PriceCatalog(), DedupWindow(3600)).process(
+        [InMessage(encode_batch(events), "usage.events", 0, 0)]
+    )
+    return [
+        CostedMessage.from_kafka(value, tenant.encode(), headers)
+        for tenant, records in result.costed.items()
+        for value, headers in encode_costed(records, per_message=97)
+    ]
+
+
+def test_indexed_messages_take_the_fast_path_and_replays_fall_back(store: Store) -> None:
+    from pipeline.processors.sink import write_messages
+
+    msgs = indexed_messages(1500)
+    assert all(m.indexed for m in msgs)
+    want = expected([m.value for m in msgs])
+    first = write_messages(store, "usage_raw", msgs, max_rows=400)
+    assert first.fast_path and first.inserted == 1500
+    replay = write_messages(store, "usage_raw", msgs[2:], max_rows=400)
+    assert not replay.fast_path and replay.inserted == 0
+    assert replay.skipped_existing == sum(len(m.ids) for m in msgs[2:])
+    assert totals(store) == want
+    assert totals(store, "usage_rollup_1h") == want
+
+
+def test_duplicate_across_messages_in_one_batch_counts_once(store: Store) -> None:
+    from pipeline.processors.sink import write_messages
+
+    msgs = indexed_messages(300)
+    result = write_messages(store, "usage_raw", [*msgs, msgs[0]], max_rows=10_000)
+    assert not result.fast_path
+    assert result.duplicates_in_batch == len(msgs[0].ids)
+    assert totals(store) == expected([m.value for m in msgs])
