@@ -29,7 +29,7 @@ PROSE = (
     "Several members asked whether the marketing budget should be cut; others argued that "
     "growth would stall without it. "
 )
-CODE = '''def merge(intervals):
+CODE = """def merge(intervals):
     intervals = sorted(intervals)
     out = [intervals[0]]
     for start, end in intervals[1:]:
@@ -38,7 +38,7 @@ CODE = '''def merge(intervals):
         else:
             out.append((start, end))
     return out
-'''
+"""
 
 
 def build_chat(target_tokens: int = 8000) -> list[dict[str, Any]]:

@@ -30,12 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiokafka import AIOKafkaConsumer  # noqa: E402
+from aiokafka import AIOKafkaConsumer
 
-from pipeline.config import Settings  # noqa: E402
-from pipeline.demo import DemoConfig, DemoTraffic, encode_batch  # noqa: E402
-from pipeline.kafka_admin import ensure_topics  # noqa: E402
-from tests.integration.harness import WorkerProcess, produce  # noqa: E402
+from pipeline.config import Settings
+from pipeline.demo import DemoConfig, DemoTraffic, encode_batch
+from pipeline.kafka_admin import ensure_topics
+from tests.integration.harness import WorkerProcess, produce
 
 
 def batches(n: int, per_message: int, seed: int) -> list[tuple[bytes, bytes]]:
@@ -55,8 +55,11 @@ def batches(n: int, per_message: int, seed: int) -> list[tuple[bytes, bytes]]:
 
 async def baseline(bootstrap: str, topic: str, n_events: int) -> float:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024,
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
     )
     await consumer.start()
     seen = 0
@@ -112,8 +115,9 @@ def main() -> None:
     ap.add_argument("--per-message", type=int, default=500)
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--seconds", type=int, default=20)
-    ap.add_argument("--bootstrap", default=os.environ.get("TOKENPIPE_KAFKA_BOOTSTRAP",
-                                                          "127.0.0.1:9092"))
+    ap.add_argument(
+        "--bootstrap", default=os.environ.get("TOKENPIPE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    )
     args = ap.parse_args()
     prefix = f"bench-{uuid.uuid4().hex[:6]}-"
     settings = Settings(kafka_bootstrap=args.bootstrap, topic_prefix=prefix)
@@ -123,8 +127,9 @@ def main() -> None:
     msgs = batches(args.events, args.per_message, seed=1)
     t0 = time.perf_counter()
     asyncio.run(produce(args.bootstrap, topic, msgs))
-    print(f"produced {args.events} events in {len(msgs)} messages "
-          f"in {time.perf_counter() - t0:.1f}s")
+    print(
+        f"produced {args.events} events in {len(msgs)} messages in {time.perf_counter() - t0:.1f}s"
+    )
 
     results: dict[str, object] = {"events": args.events, "per_message": args.per_message}
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,8 +154,10 @@ def main() -> None:
         lat = httpx_latency(w, steady_start)
         results.update(lat)
         results["steady_rate"] = args.rate
-        print(f"latency at {args.rate}/s: p50 {lat['latency_p50_ms']} ms, "
-              f"p99 {lat['latency_p99_ms']} ms, max {lat['latency_max_ms']} ms")
+        print(
+            f"latency at {args.rate}/s: p50 {lat['latency_p50_ms']} ms, "
+            f"p99 {lat['latency_p99_ms']} ms, max {lat['latency_max_ms']} ms"
+        )
         assert w.proc is not None
         results["worker_peak_rss_mb"] = round(rss_peak_mb(w.proc.pid), 1)
         print(f"worker peak RSS: {results['worker_peak_rss_mb']} MB")

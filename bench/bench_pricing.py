@@ -69,8 +69,10 @@ def main() -> None:
         best = min(best, time.perf_counter() - t0)
     rate = args.n / best
     priced = sum(r.priced for r in results)
-    print(f"priced {args.n} usages across {len(MODELS)} models in {best:.3f}s "
-          f"-> {rate:,.0f} usages/s (best of {args.repeat}); {priced} priced")
+    print(
+        f"priced {args.n} usages across {len(MODELS)} models in {best:.3f}s "
+        f"-> {rate:,.0f} usages/s (best of {args.repeat}); {priced} priced"
+    )
     out = {
         "benchmark": "PriceCatalog.price_many",
         "usages": args.n,

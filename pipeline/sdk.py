@@ -96,7 +96,7 @@ class EmitterStats:
     * ``dropped_invalid``: events that could not be turned into a valid ``UsageEvent``
       (missing fields, unserialisable values, too large for a message);
     * ``dropped_closed``: ``record()`` calls after ``close()``;
-    * ``send_errors``: failed message send attempts (each is retried);
+    * ``send_errors``: failed connection and message send attempts (all are retried);
     * ``lost``: accepted events still undelivered when ``close()`` gave up;
     * ``buffered``: accepted events not yet settled (waiting or in flight).
     """
@@ -444,7 +444,12 @@ class AsyncEmitter:
         assert self._wake_event is not None
         wake = self._wake_event
         while True:
-            if len(self._buffer) < self.max_batch and not self._closed and not self._flush_waiters:
+            waiting = len(self._buffer)
+            if (
+                waiting < self.max_batch
+                and not self._closed
+                and not (self._flush_waiters and waiting)
+            ):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), self.linger_s)
             wake.clear()
@@ -484,7 +489,9 @@ class AsyncEmitter:
                 encoded.append(encode_event(item, at, self.defaults))
             except Exception as exc:
                 invalid += 1
-                self._warn_invalid("tokenpipe emitter dropped an invalid event: %.300s", exc)
+                self._warn_invalid(
+                    "tokenpipe emitter dropped an invalid event: %.300s", " ".join(str(exc).split())
+                )
             if i % _CONVERT_CHUNK == _CONVERT_CHUNK - 1:
                 await asyncio.sleep(0)  # keep the caller's loop responsive
         if invalid:
@@ -511,6 +518,8 @@ class AsyncEmitter:
                 await producer.start()
                 self._producer = producer
             except Exception as exc:
+                with self._lock:
+                    self.stats.send_errors += 1
                 with contextlib.suppress(Exception):
                     await producer.stop()
                 self._warn_send(

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from pipeline.cli import migrate, prices, tokens, worker
+from pipeline.cli import demo, emit, migrate, prices, report, tokens, worker
 from pipeline.errors import UserError
 
 app = typer.Typer(
@@ -26,6 +26,9 @@ app.add_typer(prices.app, name="prices")
 app.add_typer(tokens.app, name="tokens")
 app.command("migrate")(migrate.migrate_command)
 app.command("worker")(worker.worker_command)
+app.command("emit")(emit.emit_command)
+app.command("report")(report.report_command)
+app.command("demo")(demo.demo_command)
 
 
 def main() -> None:

@@ -99,8 +99,11 @@ def check(
     ] = 0,
     at: Annotated[
         str | None,
-        typer.Option("--at", help="ISO time with UTC offset, e.g. 2025-05-01T12:00:00Z; "
-                     "default now. Prices in force at that time are used."),
+        typer.Option(
+            "--at",
+            help="ISO time with UTC offset, e.g. 2025-05-01T12:00:00Z; "
+            "default now. Prices in force at that time are used.",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
     overrides: OverridesOpt = None,
@@ -187,14 +190,15 @@ def _print_result(result: PriceResult, usage: TokenUsage, when: datetime) -> Non
     table.add_column("part")
     table.add_column("tokens", justify="right")
     table.add_column("cost (USD)", justify="right")
-    table.add_row("input (uncached)", str(usage.uncached_input_tokens),
-                  _money(result.input_cost_usd))
+    table.add_row(
+        "input (uncached)", str(usage.uncached_input_tokens), _money(result.input_cost_usd)
+    )
     table.add_row("cache read", str(usage.cache_read_tokens), _money(result.cache_read_cost_usd))
-    table.add_row("cache write", str(usage.cache_write_tokens),
-                  _money(result.cache_write_cost_usd))
+    table.add_row("cache write", str(usage.cache_write_tokens), _money(result.cache_write_cost_usd))
     table.add_row("output", str(usage.output_tokens), _money(result.output_cost_usd))
-    table.add_row("  of which reasoning", str(usage.reasoning_tokens),
-                  _money(result.reasoning_cost_usd))
+    table.add_row(
+        "  of which reasoning", str(usage.reasoning_tokens), _money(result.reasoning_cost_usd)
+    )
     if result.request_cost_usd:
         table.add_row("request fee", "", _money(result.request_cost_usd))
     table.add_row("total", str(usage.total_tokens), _money(result.cost_usd), style="bold")
@@ -215,18 +219,30 @@ def list_prices(
     cat = _catalog(overrides, catalog)
     rows = cat.models(provider)
     if as_json:
-        typer.echo(json.dumps([
-            {
-                "provider": r.provider, "model": r.model, "name": r.name,
-                "input_mtok": None if r.input_mtok is None else str(r.input_mtok),
-                "cache_read_mtok": None if r.cache_read_mtok is None else str(r.cache_read_mtok),
-                "cache_write_mtok": None if r.cache_write_mtok is None
-                else str(r.cache_write_mtok),
-                "output_mtok": None if r.output_mtok is None else str(r.output_mtok),
-                "tiered": r.tiered, "dated": r.dated, "price_source": r.price_source,
-            }
-            for r in rows
-        ], indent=2))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "provider": r.provider,
+                        "model": r.model,
+                        "name": r.name,
+                        "input_mtok": None if r.input_mtok is None else str(r.input_mtok),
+                        "cache_read_mtok": None
+                        if r.cache_read_mtok is None
+                        else str(r.cache_read_mtok),
+                        "cache_write_mtok": None
+                        if r.cache_write_mtok is None
+                        else str(r.cache_write_mtok),
+                        "output_mtok": None if r.output_mtok is None else str(r.output_mtok),
+                        "tiered": r.tiered,
+                        "dated": r.dated,
+                        "price_source": r.price_source,
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table(title=f"Prices in USD per million tokens — {cat.version}")
     table.add_column("provider", overflow="fold")
@@ -235,12 +251,24 @@ def list_prices(
         table.add_column(col, justify="right")
     table.add_column("notes", overflow="fold")
     for r in rows:
-        notes = ", ".join(n for n, on in (("long-context tiers", r.tiered),
-                                          ("dated prices", r.dated),
-                                          ("override", r.price_source == "override")) if on)
-        table.add_row(r.provider, r.model, _per_million(r.input_mtok),
-                      _per_million(r.cache_read_mtok), _per_million(r.cache_write_mtok),
-                      _per_million(r.output_mtok), notes)
+        notes = ", ".join(
+            n
+            for n, on in (
+                ("long-context tiers", r.tiered),
+                ("dated prices", r.dated),
+                ("override", r.price_source == "override"),
+            )
+            if on
+        )
+        table.add_row(
+            r.provider,
+            r.model,
+            _per_million(r.input_mtok),
+            _per_million(r.cache_read_mtok),
+            _per_million(r.cache_write_mtok),
+            _per_million(r.output_mtok),
+            notes,
+        )
     Console().print(table)
 
 
@@ -249,12 +277,18 @@ def update(
     url: Annotated[str, typer.Option("--url", help="Where to fetch data.json from.")] = CATALOG_URL,
     from_file: Annotated[
         Path | None,
-        typer.Option("--from-file", help="Install a data.json fetched elsewhere (air-gapped).",
-                     exists=True, dir_okay=False),
+        typer.Option(
+            "--from-file",
+            help="Install a data.json fetched elsewhere (air-gapped).",
+            exists=True,
+            dir_okay=False,
+        ),
     ] = None,
     dest: Annotated[
-        Path | None, typer.Option("--dest", help="Where to save it (default: "
-                                  "<data_dir>/prices/genai-prices.json).")
+        Path | None,
+        typer.Option(
+            "--dest", help="Where to save it (default: <data_dir>/prices/genai-prices.json)."
+        ),
     ] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds.")] = 10.0,
 ) -> None:
@@ -277,8 +311,11 @@ def update(
             response = httpx.get(url, timeout=timeout, follow_redirects=True)
             response.raise_for_status()
         except httpx.HTTPError as exc:
-            current = "saved catalog " + str(target) if target.is_file() else (
-                "bundled snapshot " + PriceCatalog().version)
+            current = (
+                "saved catalog " + str(target)
+                if target.is_file()
+                else ("bundled snapshot " + PriceCatalog().version)
+            )
             typer.echo(
                 f"error: could not fetch the price catalog from {url}: {exc}. "
                 f"Nothing changed; still using the {current}.",

@@ -19,8 +19,9 @@ from rich.table import Table
 from pipeline.costing.tokens import TokenCount, count_messages, count_text, validate_messages
 from pipeline.errors import UserError
 
-app = typer.Typer(help="Count tokens and estimate requests before sending them.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Count tokens and estimate requests before sending them.", no_args_is_help=True
+)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model id, e.g. gpt-4o.")]
 MessagesOpt = Annotated[

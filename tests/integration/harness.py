@@ -119,7 +119,7 @@ class WorkerProcess:
         return out
 
     def wait_for_calls(self, n: int, timeout: float = 120.0, settle: float = 2.0) -> dict[str, Any]:
-        """Wait until ``usage_raw`` holds ``n`` rows, then ``settle`` more seconds; return totals."""
+        """Wait until ``usage_raw`` holds ``n`` rows, then ``settle`` s more; return totals."""
         deadline = time.monotonic() + timeout
         total: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -133,7 +133,9 @@ class WorkerProcess:
         raise TimeoutError(f"only {total.get('calls')} of {n} rows after {timeout}s\n{self.tail()}")
 
 
-async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
+async def produce(
+    bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]
+) -> int:
     """Produce (key, value) messages and wait for every ack; return how many."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=4 * 1024 * 1024

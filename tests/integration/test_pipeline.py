@@ -23,7 +23,9 @@ from tests.integration.harness import (
 )
 
 
-def messages_for(items: list[tuple[str, Any]], per_message: int = 100) -> Iterator[tuple[bytes | None, bytes]]:
+def messages_for(
+    items: list[tuple[str, Any]], per_message: int = 100
+) -> Iterator[tuple[bytes | None, bytes]]:
     """Kafka messages as apps would send them: per-tenant batches, some single events,
     malformed bytes on their own."""
     pending: dict[str, list[Any]] = {}
@@ -46,7 +48,9 @@ def messages_for(items: list[tuple[str, Any]], per_message: int = 100) -> Iterat
 
 
 @pytest.fixture
-async def worker(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[WorkerProcess]:
+async def worker(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> Iterator[WorkerProcess]:
     await ensure_topics(Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix))
     w = WorkerProcess(kafka_bootstrap, topic_prefix, tmp_path / "w", batch_max_seconds=0.5)
     w.start()
