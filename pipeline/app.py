@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 COSTING_TAKE_MESSAGES = 256
 COSTING_TAKE_SECONDS = 0.05
 COSTING_SLICE_BYTES = 512 * 1024
+COSTING_INFLIGHT = 4
 """Costing works on at most this many payload bytes (~1.5k events) between awaits."""
 
 
@@ -159,14 +161,33 @@ def create_app(settings: Settings, store: Any, catalog: PriceCatalog | None = No
 
     @app.agent(events_topic, name="costing")
     async def costing_agent(stream: Any) -> None:  # faust.Stream; noack_take yields Events
-        async for batch in stream.noack_take(COSTING_TAKE_MESSAGES, COSTING_TAKE_SECONDS):
-            # Slices bound the CPU time between two awaits, so heartbeats, the web
-            # server and the sink keep running while a large backlog is costed.
-            for events in slices_by_bytes(batch, COSTING_SLICE_BYTES):
-                await cost_slice(stream, events)
-                await asyncio.sleep(0)
+        # Slices bound the CPU time between two awaits, so heartbeats, the web
+        # server and the sink keep running while a large backlog is costed. Up to
+        # COSTING_INFLIGHT slices wait for broker acks while the next is costed;
+        # each slice's messages are acked only once all its outputs are confirmed
+        # (faust commits only the contiguous acked prefix of a partition).
+        inflight: deque[asyncio.Task[None]] = deque()
+        try:
+            async for batch in stream.noack_take(COSTING_TAKE_MESSAGES, COSTING_TAKE_SECONDS):
+                for events in slices_by_bytes(batch, COSTING_SLICE_BYTES):
+                    futures = await cost_slice(events)
+                    inflight.append(asyncio.ensure_future(confirm_and_ack(stream, futures, events)))
+                    while inflight and (len(inflight) > COSTING_INFLIGHT or inflight[0].done()):
+                        await inflight.popleft()  # re-raises a failed send: nothing acked
+                    await asyncio.sleep(0)
+                while inflight:
+                    await inflight.popleft()
+        finally:
+            for task in inflight:
+                task.cancel()
 
-    async def cost_slice(stream: Any, batch: list[Any]) -> None:
+    async def confirm_and_ack(stream: Any, futures: list[Any], events: list[Any]) -> None:
+        await asyncio.gather(*futures)
+        for ev in events:
+            await stream.ack(ev)
+
+    async def cost_slice(batch: list[Any]) -> list[Any]:
+        """Cost one slice and enqueue its outputs; returns the broker-ack futures."""
         msgs = [
             InMessage(
                 ev.message.value or b"", ev.message.topic, ev.message.partition, ev.message.offset
@@ -180,9 +201,7 @@ def create_app(settings: Settings, store: Any, catalog: PriceCatalog | None = No
             for value, headers in encode_costed(records):
                 sends.append(costed_topic.send(key=key, value=value, headers=headers, force=True))
         sends.extend(send_dead_letters(result.dead_letters))
-        await _send_all(sends)
-        for ev in batch:
-            await stream.ack(ev)
+        futures = [await s for s in sends]
         metrics.events_in.inc(result.events_in)
         metrics.events_costed.inc(result.costed_count)
         metrics.events_unpriced.inc(result.unpriced)
@@ -190,6 +209,7 @@ def create_app(settings: Settings, store: Any, catalog: PriceCatalog | None = No
             metrics.events_duplicate.labels("stream").inc(result.duplicates)
         for reason, n in result.rejected.items():
             metrics.events_rejected.labels(reason).inc(n)
+        return futures
 
     @app.agent(costed_topic, name="sink")
     async def sink_agent(stream: Any) -> None:  # faust.Stream; noack_take yields Events
