@@ -30,9 +30,9 @@ import asyncio
 import atexit
 import contextlib
 import logging
+import random
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -185,9 +185,20 @@ def encode_event(
     if data.get("ts") is None:
         data["ts"] = datetime.fromtimestamp(recorded_at, UTC)
     if not data.get("event_id"):
-        data["event_id"] = str(uuid.uuid4())
+        data["event_id"] = _uuid4()
     event = UsageEvent.model_validate(data)
     return event.tenant, event.model_dump_json().encode()
+
+
+def _uuid4() -> str:
+    """A random (version 4) UUID string, ~4x cheaper than ``str(uuid.uuid4())``.
+
+    ``random`` is seeded from the OS and reseeded after ``fork``; an idempotency key
+    needs uniqueness, not unpredictability.
+    """
+    r = random.getrandbits(128) & ~(0xF000 << 64 | 0xC000 << 48) | (0x4000 << 64 | 0x8000 << 48)
+    h = f"{r:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,9 @@ def event(i: int) -> dict[str, Any]:
     }
 
 
-async def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[Any]:
+async def consume_all(
+    bootstrap: str, topic: str, expected: int, timeout: float = 60.0
+) -> list[Any]:
     """Every record of ``topic`` (reads until ``expected`` events, then a little more)."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False

@@ -42,8 +42,12 @@ def fixture(name: str) -> Any:
 
 
 def ev(**kw: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"tenant": "acme", "model": "gpt-4o", "input_tokens": 10,
-                            "output_tokens": 5}
+    base: dict[str, Any] = {
+        "tenant": "acme",
+        "model": "gpt-4o",
+        "input_tokens": 10,
+        "output_tokens": 5,
+    }
     base.update(kw)
     return base
 
@@ -97,8 +101,9 @@ def test_encode_fills_ts_and_event_id_and_merges_defaults() -> None:
 
 def test_encode_keeps_given_ts_and_event_id_and_accepts_models() -> None:
     ts = datetime(2024, 1, 2, tzinfo=UTC)
-    model = UsageEvent(event_id="e-1", ts=ts, tenant="t", model="m", input_tokens=1,
-                       output_tokens=1)
+    model = UsageEvent(
+        event_id="e-1", ts=ts, tenant="t", model="m", input_tokens=1, output_tokens=1
+    )
     tenant, raw = encode_event(model, 0.0, {"feature": "f", "tenant": "other"})
     data = json.loads(raw)
     assert (tenant, data["event_id"], data["feature"]) == ("t", "e-1", "f")
@@ -107,8 +112,18 @@ def test_encode_keeps_given_ts_and_event_id_and_accepts_models() -> None:
 
 @pytest.mark.parametrize(
     "item",
-    [None, 42, "x", ["a"], {}, ev(input_tokens=-1), ev(model=""), ev(extra=object()),
-     ev(attributes={"k": object()}), ev(cache_read_tokens=11)],
+    [
+        None,
+        42,
+        "x",
+        ["a"],
+        {},
+        ev(input_tokens=-1),
+        ev(model=""),
+        ev(extra=object()),
+        ev(attributes={"k": object()}),
+        ev(cache_read_tokens=11),
+    ],
 )
 def test_encode_rejects_invalid(item: Any) -> None:
     with pytest.raises(Exception):  # noqa: B017 - any error: the emitter counts it
@@ -138,9 +153,7 @@ def test_batch_caps_message_size() -> None:
 
 
 @given(
-    st.lists(
-        st.tuples(st.sampled_from(["a", "b", "ü", "d"]), st.integers(0, 10**6)), max_size=300
-    ),
+    st.lists(st.tuples(st.sampled_from(["a", "b", "ü", "d"]), st.integers(0, 10**6)), max_size=300),
     st.integers(20, 400),
 )
 def test_batch_property(items: list[tuple[str, int]], cap: int) -> None:
@@ -162,8 +175,18 @@ def test_batch_property(items: list[tuple[str, int]], cap: int) -> None:
 # --------------------------------------------------------------------------- record()
 
 
-GARBAGE: list[Any] = [None, 0, "str", b"bytes", [1, 2], {"x": object()}, object(),
-                      ev(extra={1, 2}), ev(ts="not a time"), float("nan")]
+GARBAGE: list[Any] = [
+    None,
+    0,
+    "str",
+    b"bytes",
+    [1, 2],
+    {"x": object()},
+    object(),
+    ev(extra={1, 2}),
+    ev(ts="not a time"),
+    float("nan"),
+]
 
 
 async def test_record_never_raises_and_counts_invalid() -> None:
@@ -181,7 +204,7 @@ async def test_record_never_raises_and_counts_invalid() -> None:
 
 
 def test_record_survives_a_hostile_dict() -> None:
-    class Evil(dict):  # type: ignore[type-arg]
+    class Evil(dict):
         def copy(self) -> Any:
             raise RuntimeError("boom")
 
@@ -322,8 +345,13 @@ def test_openai_stream_options() -> None:
 
 
 def openai_chunks() -> list[dict[str, Any]]:
-    first = {"id": "chatcmpl-123", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
-             "choices": [{"index": 0, "delta": {"content": "Hi"}}], "usage": None}
+    first = {
+        "id": "chatcmpl-123",
+        "object": "chat.completion.chunk",
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "delta": {"content": "Hi"}}],
+        "usage": None,
+    }
     second = {**first, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
     return [first, second, fixture("openai_chat_stream_final_chunk.json")]
 
@@ -348,8 +376,10 @@ def test_wrap_openai_stream_sync(shape: Any) -> None:
 
 async def test_wrap_openai_stream_async_responses_api() -> None:
     rec = ListRecorder()
-    events = [as_obj({"type": "response.output_text.delta", "delta": "Hi"}),
-              as_obj(fixture("openai_responses_completed_event.json"))]
+    events = [
+        as_obj({"type": "response.output_text.delta", "delta": "Hi"}),
+        as_obj(fixture("openai_responses_completed_event.json")),
+    ]
 
     async def stream() -> Any:
         for item in events:
@@ -362,7 +392,12 @@ async def test_wrap_openai_stream_async_responses_api() -> None:
     (event,) = rec.events
     e = valid(event)
     assert (e.event_id, e.model, e.input_tokens, e.output_tokens, e.latency_ms) == (
-        "resp_123", "gpt-4.1-2025-04-14", 300, 25, 5)
+        "resp_123",
+        "gpt-4.1-2025-04-14",
+        300,
+        25,
+        5,
+    )
 
 
 def test_wrap_openai_stream_without_usage_records_nothing() -> None:
