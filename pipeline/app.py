@@ -29,6 +29,8 @@ import faust
 from faust.web import Request, Response, View
 
 from pipeline import report
+from pipeline.api import keyring_for, register_api
+from pipeline.apikeys import AuthError, authorize
 from pipeline.config import Settings
 from pipeline.costing.pricing import PriceCatalog
 from pipeline.dedup import DedupWindow
@@ -236,6 +238,7 @@ def create_app(settings: Settings, store: Any, catalog: PriceCatalog | None = No
                 metrics.events_duplicate.labels("sink").inc(dups)
 
     _register_views(app, rt, events_topic, send_dead_letters)
+    register_api(app, rt)
     return app
 
 
@@ -246,6 +249,7 @@ def _register_views(
     send_dead_letters: Callable[[Sequence[DeadLetter]], list[Awaitable[Any]]],
 ) -> None:
     metrics = rt.metrics
+    keys = keyring_for(rt.settings)
 
     @app.page("/health")
     class Health(View):
@@ -319,11 +323,21 @@ def _register_views(
         async def get(self, request: Request) -> Response:
             q = request.query
             try:
+                # a tenant-scoped key always reads its own tenant, whatever was asked
+                tenant = authorize(
+                    keys,
+                    request.headers.get("Authorization"),
+                    getattr(request, "remote", None),
+                    q.get("tenant"),
+                )
+            except AuthError as exc:
+                return self.error(exc.status, exc.reason)
+            try:
                 params = report.SummaryQuery.from_strings(
                     by=q.get("by", "model"),
                     start=q.get("from"),
                     end=q.get("to"),
-                    tenant=q.get("tenant"),
+                    tenant=tenant,
                 )
             except ValueError as exc:
                 return self.error(400, str(exc))
@@ -334,6 +348,15 @@ def _register_views(
     @app.page("/v1/usage/latency")
     class Latency(View):
         async def get(self, request: Request) -> Response:
+            try:
+                authorize(
+                    keys,
+                    request.headers.get("Authorization"),
+                    getattr(request, "remote", None),
+                    None,
+                )
+            except AuthError as exc:
+                return self.error(exc.status, exc.reason)
             try:
                 since = report.parse_time(request.query.get("since", "-5m"), "since")
             except ValueError as exc:

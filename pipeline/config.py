@@ -56,6 +56,11 @@ class Settings(BaseModel):
     price_overrides: Path | None = Field(
         default=None, description="YAML file of local price overrides and model aliases."
     )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="YAML of API-key SHA-256 hashes → tenant or `*` (admin) for the query API; "
+        "unset: query endpoints answer loopback clients only.",
+    )
     batch_max_rows: int = Field(
         default=10_000, ge=1, le=1_000_000, description="Sink batch: flush at this many rows."
     )

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from pipeline.cli import demo, emit, migrate, prices, report, tokens, worker
+from pipeline.cli import dashboards, demo, emit, export, migrate, prices, report, tokens, worker
 from pipeline.errors import UserError
 
 app = typer.Typer(
@@ -24,11 +24,14 @@ app = typer.Typer(
 )
 app.add_typer(prices.app, name="prices")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(dashboards.app, name="dashboards")
 app.command("migrate")(migrate.migrate_command)
 app.command("worker")(worker.worker_command)
 app.command("emit")(emit.emit_command)
 app.command("report")(report.report_command)
 app.command("demo")(demo.demo_command)
+app.command("export")(export.export_command)
+app.command("digest")(export.digest_command)
 
 
 def main() -> None:

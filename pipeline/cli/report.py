@@ -73,6 +73,9 @@ def report_command(
     end: str | None = typer.Option(None, "--to", help="ISO time or -1h (exclusive)."),
     tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="TOKENPIPE_API_KEY", help="Key for a worker with api_keys_file."
+    ),
     config: Path | None = typer.Option(None, "--config", help="YAML settings file."),
 ) -> None:
     """Calls, tokens and cost grouped by model, user, feature, tenant or team."""
