@@ -1,6 +1,6 @@
 """Every generated dashboard, by uid: the one list the generator, tests and bench read.
 
-To add a dashboard (Budgets, Anomalies, ...): write a module with ``UID`` and
+To add a dashboard: write a module with ``UID`` and
 ``build() -> Dashboard`` using ``dashboards.panels``, add it to ``MODULES`` and run
 ``python -m dashboards.generate``. The tests pick it up from here, including
 executing every query against demo data — so a dashboard whose tables do not exist
@@ -14,10 +14,18 @@ from types import ModuleType
 
 from grafana_foundation_sdk.models import dashboard as models
 
-from dashboards import forecast, optimization, overview, users
+from dashboards import anomalies, budgets, forecast, optimization, overview, users
 from dashboards import models as models_dashboard
 
-MODULES: tuple[ModuleType, ...] = (overview, models_dashboard, users, forecast, optimization)
+MODULES: tuple[ModuleType, ...] = (
+    overview,
+    models_dashboard,
+    users,
+    forecast,
+    optimization,
+    budgets,
+    anomalies,
+)
 
 
 def builders() -> dict[str, Callable[[], models.Dashboard]]:

@@ -376,5 +376,7 @@ def register_api(app: Any, rt: Any, ring: KeyRing | None = None) -> None:
                 return self.error(400, str(exc))
             params = replace(params, tenant=tenant)  # ALWAYS the key's tenant for scoped keys
             loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(rt.query_executor, analytics, rt.store, params)
+            result = await loop.run_in_executor(
+                rt.query_executor, analytics, getattr(rt, "query_store", rt.store), params
+            )
             return self.json(result)

@@ -32,12 +32,14 @@ from pipeline import report
 from pipeline.api import keyring_for, register_api
 from pipeline.apikeys import AuthError, authorize
 from pipeline.config import Settings
+from pipeline.control import register_control
 from pipeline.costing.pricing import PriceCatalog
 from pipeline.dedup import DedupWindow
 from pipeline.ingest import MAX_BODY_BYTES, BadRequest, parse_body
 from pipeline.metrics import Metrics
 from pipeline.processors.costing import CostingProcessor, InMessage, encode_costed
 from pipeline.processors.sink import BatchWriter, CostedMessage
+from pipeline.store import Store
 from schemas.dlq import DeadLetter
 from schemas.topics import USAGE_COSTED, USAGE_DLQ, USAGE_EVENTS, TopicSpec, topics
 
@@ -72,7 +74,8 @@ class Runtime:
     """What the agents and views share: settings, store, processors, metrics."""
 
     settings: Settings
-    store: Any  # pipeline.store.Store (SinkStore + query methods)
+    store: Any  # pipeline.store.Store: the sink writes through it
+    query_store: Any  # a second session on the same database: reads never queue behind inserts
     costing: CostingProcessor
     writer: BatchWriter
     metrics: Metrics
@@ -138,6 +141,7 @@ def create_app(settings: Settings, store: Any, catalog: PriceCatalog | None = No
     rt = Runtime(
         settings=settings,
         store=store,
+        query_store=store.session() if isinstance(store, Store) else store,
         costing=CostingProcessor(
             catalog or PriceCatalog(settings.price_overrides),
             DedupWindow(settings.dedup_horizon_seconds),
@@ -239,6 +243,7 @@ def create_app(settings: Settings, store: Any, catalog: PriceCatalog | None = No
 
     _register_views(app, rt, events_topic, send_dead_letters)
     register_api(app, rt)
+    register_control(app, rt, {USAGE_COSTED: costed_topic})
     return app
 
 
@@ -342,7 +347,9 @@ def _register_views(
             except ValueError as exc:
                 return self.error(400, str(exc))
             loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(rt.query_executor, report.summary, rt.store, params)
+            result = await loop.run_in_executor(
+                rt.query_executor, report.summary, rt.query_store, params
+            )
             return self.json(result.as_json())
 
     @app.page("/v1/usage/latency")
@@ -363,7 +370,7 @@ def _register_views(
                 return self.error(400, str(exc))
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(
-                rt.query_executor, report.ingest_latency, rt.store, since
+                rt.query_executor, report.ingest_latency, rt.query_store, since
             )
             return self.json(result)
 

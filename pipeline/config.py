@@ -61,6 +61,11 @@ class Settings(BaseModel):
         description="YAML of API-key SHA-256 hashes → tenant or `*` (admin) for the query API; "
         "unset: query endpoints answer loopback clients only.",
     )
+    alert_rules: Path | None = Field(
+        default=None,
+        description="YAML alert rules (webhook/Slack channels); unset: alerts are recorded "
+        "in ClickHouse and on the alerts topic but not delivered.",
+    )
     batch_max_rows: int = Field(
         default=10_000, ge=1, le=1_000_000, description="Sink batch: flush at this many rows."
     )

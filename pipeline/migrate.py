@@ -370,6 +370,71 @@ DECLARED_TABLES: dict[str, TableSpec] = {
         f"usage_rollup_{g}": TableSpec("SummingMergeTree", _ROLLUP_KEY, _ROLLUP_COLUMNS)
         for g in ("1m", "1h", "1d")
     },
+    "budgets": TableSpec(
+        "ReplacingMergeTree",
+        "id",
+        [
+            ("id", "String"),
+            ("version", "UInt64"),
+            ("name", "String"),
+            ("scope", "Map(String, String)"),
+            ("period", _LC),
+            ("unit", _LC),
+            ("limit", "Decimal(38, 9)"),
+            ("mode", _LC),
+            ("definition", "String"),
+            ("deleted", "UInt8"),
+            ("updated_at", _TS),
+        ],
+    ),
+    "alerts": TableSpec(
+        "ReplacingMergeTree",
+        "alert_id",
+        [
+            ("alert_id", "String"),
+            ("kind", _LC),
+            ("tenant", _LC),
+            ("scope", "Map(String, String)"),
+            ("severity", _LC),
+            ("title", "String"),
+            ("text", "String"),
+            ("data", "String"),
+            ("budget_id", "String"),
+            ("ts", _TS),
+            ("inserted_at", _TS),
+        ],
+    ),
+    "anomalies": TableSpec(
+        "ReplacingMergeTree",
+        "anomaly_id",
+        [
+            ("anomaly_id", "String"),
+            ("scope", "Map(String, String)"),
+            ("metric", _LC),
+            ("window_start", _TS),
+            ("window_s", "UInt32"),
+            ("value", "Decimal(38, 9)"),
+            ("baseline", "Decimal(38, 9)"),
+            ("score", "Float64"),
+            ("ratio", "Float64"),
+            ("detected_at", _TS),
+        ],
+    ),
+    "webhook_deliveries": TableSpec(
+        "MergeTree",
+        "alert_id, channel, ts",
+        [
+            ("delivery_id", "String"),
+            ("alert_id", "String"),
+            ("channel", _LC),
+            ("attempt", "UInt16"),
+            ("status", _LC),
+            ("http_status", "Nullable(UInt16)"),
+            ("error", "String"),
+            ("latency_ms", "UInt32"),
+            ("ts", _TS),
+        ],
+    ),
 }
 
 #: table → ordered (column, type): the schema the migrations must produce.

@@ -48,7 +48,7 @@ import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -258,7 +258,11 @@ def _key(parsed: Dsn, database: str | None) -> tuple[str, str | None]:
 
 
 def connect(
-    dsn: str, database: str | None = None, *, connect_timeout: float = CONNECT_TIMEOUT_S
+    dsn: str,
+    database: str | None = None,
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+    private: bool = False,
 ) -> Client:
     """The process-wide client for ``dsn`` (and ``database``), opening it on first use.
 
@@ -267,12 +271,15 @@ def connect(
     matched by one ``disconnect`` (``Store.close`` does it). Raises ``ConfigError``
     naming ``TOKENPIPE_CLICKHOUSE_DSN`` for a bad DSN, an unreachable server, or a
     chDB data path held by another process (or another path open in this one).
+
+    ``private=True`` opens a client of its own (not cached; its own chDB session and
+    lock), so long inserts on the shared client do not queue these calls behind them.
     """
     parsed = parse_dsn(dsn)
     db = check_database_name(database) if database else parsed.database
     key = _key(parsed, db)
     with _CACHE_LOCK:
-        entry = _CACHE.get(key)
+        entry = None if private else _CACHE.get(key)
         if entry is not None:
             entry.refs += 1
             return entry.client
@@ -286,7 +293,8 @@ def connect(
             except ConfigError:
                 client.close()
                 raise
-        _CACHE[key] = _Entry(client, 1)
+        if not private:
+            _CACHE[key] = _Entry(client, 1)
         return client
 
 
@@ -313,6 +321,31 @@ def close_all() -> None:
             entry.client.close()
 
 
+def time_ranges(
+    points: Iterable[tuple[str, datetime]], gap: timedelta = timedelta(seconds=60)
+) -> list[tuple[str, datetime, datetime]]:
+    """Cover (tenant, ts) points with few tight (tenant, from, to) windows.
+
+    Points of a tenant closer than ``gap`` share a window; the result is what
+    ``Store.existing_event_ids_in_ranges`` wants.
+    """
+    return merge_ranges([(tenant, ts, ts) for tenant, ts in points], gap)
+
+
+def merge_ranges(
+    ranges: Iterable[tuple[str, datetime, datetime]], gap: timedelta = timedelta(seconds=60)
+) -> list[tuple[str, datetime, datetime]]:
+    """Merge (tenant, from, to) windows of the same tenant that overlap or lie within ``gap``."""
+    out: list[tuple[str, datetime, datetime]] = []
+    for tenant, lo, hi in sorted(ranges):
+        if out and out[-1][0] == tenant and lo <= out[-1][2] + gap:
+            if hi > out[-1][2]:
+                out[-1] = (tenant, out[-1][1], hi)
+        else:
+            out.append((tenant, lo, hi))
+    return out
+
+
 class Store:
     """Thin wrapper over a ``clickhouse_connect`` client: the pipeline's only way in.
 
@@ -327,10 +360,18 @@ class Store:
         self._closed = False
 
     @classmethod
-    def open(cls, dsn: str, database: str | None = None) -> Store:
-        """Open (or reuse) the client for ``dsn`` and wrap it."""
-        client = connect(dsn, database)
+    def open(cls, dsn: str, database: str | None = None, *, private: bool = False) -> Store:
+        """Open (or reuse) the client for ``dsn`` and wrap it (``private``: see ``connect``)."""
+        client = connect(dsn, database, private=private)
         return cls(client, dsn=dsn, database=client.database or None)
+
+    def session(self) -> Store:
+        """A second Store on the same database with a client of its own.
+
+        The worker reads (reports, API) through one and writes (the sink) through
+        the other, so a query never waits for a batch insert to finish.
+        """
+        return Store.open(self.dsn, self.database, private=True)
 
     @property
     def is_embedded(self) -> bool:
@@ -391,26 +432,35 @@ class Store:
         items = list(keys)
         if not items:
             return set()
-        return self.existing_event_ids_in(
-            {t for t, _, _ in items},
-            min(ts for _, ts, _ in items),
-            max(ts for _, ts, _ in items),
-            [e for _, _, e in items],
+        return self.existing_event_ids_in_ranges(
+            time_ranges((t, ts) for t, ts, _ in items), [e for _, _, e in items]
         )
 
-    def existing_event_ids_in(
-        self, tenants: Iterable[str], ts_min: datetime, ts_max: datetime, ids: Iterable[str]
+    def existing_event_ids_in_ranges(
+        self, ranges: Sequence[tuple[str, datetime, datetime]], ids: Iterable[str]
     ) -> set[str]:
-        """Which of ``ids`` are in ``usage_raw`` for these tenants within [ts_min, ts_max]."""
+        """Which of ``ids`` are in ``usage_raw`` inside any of the (tenant, from, to) ranges.
+
+        Each range becomes ``tenant = t AND ts BETWEEN a AND b``; OR-ed together they let
+        the primary key (tenant, ts, event_id) read only the granules of those windows,
+        so the check costs about the batch's size, not the table's (a batch of a
+        backlog spans hours; its messages' windows are seconds wide).
+        """
         id_list = sorted(set(ids))
-        if not id_list:
+        if not id_list or not ranges:
             return set()
+        params: dict[str, Any] = {"ids": id_list}
+        conds = []
+        for i, (tenant, lo, hi) in enumerate(ranges):
+            params[f"t{i}"], params[f"a{i}"], params[f"b{i}"] = tenant, lo, hi
+            conds.append(
+                f"(tenant = {{t{i}:String}} AND ts >= {{a{i}:DateTime64(3, 'UTC')}}"
+                f" AND ts <= {{b{i}:DateTime64(3, 'UTC')}})"
+            )
         rows = self.query_rows(
-            "SELECT DISTINCT event_id FROM usage_raw"
-            " WHERE tenant IN {tenants:Array(String)}"
-            " AND ts >= {ts_min:DateTime64(3, 'UTC')} AND ts <= {ts_max:DateTime64(3, 'UTC')}"
+            "SELECT DISTINCT event_id FROM usage_raw WHERE (" + " OR ".join(conds) + ")"
             " AND event_id IN {ids:Array(String)}",
-            {"tenants": sorted(set(tenants)), "ids": id_list, "ts_min": ts_min, "ts_max": ts_max},
+            params,
         )
         return {r[0] for r in rows}
 

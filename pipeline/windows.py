@@ -207,9 +207,7 @@ class WindowAggregator:
         end = start + timedelta(seconds=self.window_s + self.grace_s)
         return end <= self.watermark
 
-    def add_batch(
-        self, records: Iterable[CostedUsage], now: datetime | None = None
-    ) -> BatchResult:
+    def add_batch(self, records: Iterable[CostedUsage], now: datetime | None = None) -> BatchResult:
         """Aggregate ``records`` in one pass, then merge once per (key, window).
 
         ``now`` (wall clock, optional) caps how far this batch can move the

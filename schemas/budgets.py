@@ -105,8 +105,9 @@ class BudgetDefinition(BaseModel):
     @classmethod
     def _scope_not_empty(cls, v: dict[str, str]) -> dict[str, str]:
         if not v:
-            raise ValueError("scope needs at least one dimension (" + ", ".join(
-                SCOPE_DIMENSIONS) + ")")
+            raise ValueError(
+                "scope needs at least one dimension (" + ", ".join(SCOPE_DIMENSIONS) + ")"
+            )
         return v
 
     @field_validator("thresholds")

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from schemas.alerts import AlertEvent, Anomaly, WebhookDelivery
+from schemas.budgets import BudgetDefinition, ReserveDecision, ReserveRequest
 from schemas.dlq import DeadLetter
 from schemas.usage import CostedUsage, UsageEvent
 
@@ -21,6 +23,12 @@ MODELS: dict[str, type[BaseModel]] = {
     "usage_event.v1.json": UsageEvent,
     "costed_usage.v1.json": CostedUsage,
     "dead_letter.v1.json": DeadLetter,
+    "budget_definition.v1.json": BudgetDefinition,
+    "reserve_request.v1.json": ReserveRequest,
+    "reserve_decision.v1.json": ReserveDecision,
+    "alert_event.v1.json": AlertEvent,
+    "anomaly.v1.json": Anomaly,
+    "webhook_delivery.v1.json": WebhookDelivery,
 }
 
 

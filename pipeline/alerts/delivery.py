@@ -311,7 +311,10 @@ class AlertDeliverer:
                 if status == "dead":
                     log.warning(
                         "alert %s dead-lettered for channel %s after %d attempt(s): %s",
-                        alert.alert_id, channel.name, attempt, error,
+                        alert.alert_id,
+                        channel.name,
+                        attempt,
+                        error,
                     )
                 return attempts
             await self._record(record)

@@ -226,13 +226,22 @@ def _channel(reader: _Reader, name: str, node: Node) -> Channel:
     fields = reader.mapping(
         node,
         where,
-        {"type", "url", "secret", "headers", "timeout_s", "max_attempts",
-         "backoff_base_s", "backoff_max_s"},
+        {
+            "type",
+            "url",
+            "secret",
+            "headers",
+            "timeout_s",
+            "max_attempts",
+            "backoff_base_s",
+            "backoff_max_s",
+        },
     )
     ctype = reader.string(reader.require(fields, "type", node, where), f"{where}.type")
     if ctype not in CHANNEL_TYPES:
         raise reader.fail(
-            fields["type"][1], f"{where}.type",
+            fields["type"][1],
+            f"{where}.type",
             f"unknown channel type {ctype!r} (allowed: {', '.join(CHANNEL_TYPES)})",
         )
     url_node = reader.require(fields, "url", node, where)
@@ -301,7 +310,8 @@ def _rule(reader: _Reader, index: int, node: Node, channels: Mapping[str, Channe
     kind = reader.string(kind_node, f"{where}.when.kind")
     if kind not in ALERT_KINDS:
         raise reader.fail(
-            kind_node, f"{where}.when.kind",
+            kind_node,
+            f"{where}.when.kind",
             f"unknown kind {kind!r} (allowed: {', '.join(ALERT_KINDS)})",
         )
     filters: dict[str, tuple[str, ...]] = {}
@@ -313,7 +323,8 @@ def _rule(reader: _Reader, index: int, node: Node, channels: Mapping[str, Channe
                 for v in values:
                     if not any(ch in v for ch in "*?[") and v not in SEVERITIES:
                         raise reader.fail(
-                            value_node, f"{where}.when.filters.severity",
+                            value_node,
+                            f"{where}.when.filters.severity",
                             f"unknown severity {v!r} (allowed: {', '.join(SEVERITIES)})",
                         )
             filters[key] = values
@@ -322,7 +333,8 @@ def _rule(reader: _Reader, index: int, node: Node, channels: Mapping[str, Channe
         threshold = _threshold(reader, kind, when["threshold"][1], f"{where}.when.threshold")
     elif kind in THRESHOLD_REQUIRED:
         raise reader.fail(
-            when_node, f"{where}.when",
+            when_node,
+            f"{where}.when",
             f"kind {kind!r} needs a threshold ({THRESHOLD_UNITS[kind]})",
         )
     elif kind == "unpriced_cost":
@@ -350,9 +362,7 @@ def _rule(reader: _Reader, index: int, node: Node, channels: Mapping[str, Channe
     )
 
 
-def parse_rules(
-    text: str, path: str = "<rules>", env: Mapping[str, str] | None = None
-) -> RuleSet:
+def parse_rules(text: str, path: str = "<rules>", env: Mapping[str, str] | None = None) -> RuleSet:
     """Parse rules YAML; raises ``ConfigError`` ``<path>:<line>: <where>: <problem>``.
 
     ``${NAME}`` in urls, secrets and header values is replaced from ``env``
@@ -384,8 +394,9 @@ def parse_rules(
         rule = _rule(reader, i, node, channels)
         if rule.name in seen:
             raise reader.fail(
-                node, f"rules[{i}]", f"duplicate rule name {rule.name!r} (first at line "
-                f"{seen[rule.name]})",
+                node,
+                f"rules[{i}]",
+                f"duplicate rule name {rule.name!r} (first at line {seen[rule.name]})",
             )
         seen[rule.name] = rule.line
         rules.append(rule)

@@ -62,6 +62,7 @@ Rate limits
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -137,6 +138,72 @@ class Held:
     minute: datetime | None = None
 
 
+class Reservations(dict[str, Held]):
+    """Open reservations: a dict that keeps its amount total and an expiry heap current.
+
+    Reserve and expire then cost O(log n) instead of O(n) Python scans (measured
+    before: 0.66 ms per reserve with 3,000 open reservations, growing linearly).
+    States stay immutable in use: functions mutate only a fresh ``copy()``. The heap
+    drops entries lazily (a released id stays in it until it reaches the top).
+    """
+
+    __slots__ = ("_heap", "total")
+
+    def __init__(self, items: Mapping[str, Held] | None = None) -> None:
+        super().__init__(items or {})
+        self.total = sum((h.amount for h in self.values()), ZERO)
+        self._heap = [(h.expires_at, rid) for rid, h in self.items()]
+        heapq.heapify(self._heap)
+
+    def copy(self) -> Reservations:
+        new = Reservations()
+        dict.update(new, self)
+        new.total = self.total
+        new._heap = self._heap.copy()
+        return new
+
+    def __setitem__(self, rid: str, held: Held) -> None:
+        old = self.get(rid)
+        if old is not None:
+            self.total -= old.amount
+        super().__setitem__(rid, held)
+        self.total += held.amount
+        heapq.heappush(self._heap, (held.expires_at, rid))
+
+    def __delitem__(self, rid: str) -> None:
+        held = self[rid]
+        super().__delitem__(rid)
+        self.total -= held.amount
+
+    def pop(self, rid: str, default: Any = None) -> Any:
+        if rid in self:
+            held = self[rid]
+            del self[rid]
+            return held
+        return default
+
+    def next_expiry(self) -> datetime | None:
+        """The earliest ``expires_at`` among open reservations (None when there are none)."""
+        heap = self._heap
+        while heap:
+            at, rid = heap[0]
+            held = self.get(rid)
+            if held is not None and held.expires_at == at:
+                return at
+            heapq.heappop(heap)  # released or replaced: drop the stale entry
+        return None
+
+    def pop_expired(self, now: datetime) -> None:
+        """Remove every reservation with ``expires_at <= now`` (call on a fresh copy)."""
+        while (at := self.next_expiry()) is not None and at <= now:
+            _, rid = heapq.heappop(self._heap)
+            del self[rid]
+
+
+def _copy_reserved(reserved: Mapping[str, Held]) -> Reservations:
+    return reserved.copy() if isinstance(reserved, Reservations) else Reservations(reserved)
+
+
 @dataclass(frozen=True, slots=True)
 class LedgerState:
     """The ledger value of one budget. Treat as immutable: functions return new states.
@@ -149,7 +216,7 @@ class LedgerState:
     period_start: datetime | None = None
     spent: Decimal = ZERO
     day_buckets: Mapping[date, Decimal] = field(default_factory=dict)
-    reserved: Mapping[str, Held] = field(default_factory=dict)
+    reserved: Mapping[str, Held] = field(default_factory=Reservations)
     fired: frozenset[int] = frozenset()
     watermarks: Mapping[int, int] = field(default_factory=dict)
     rate_minute: datetime | None = None
@@ -162,6 +229,8 @@ class LedgerState:
     @property
     def reserved_total(self) -> Decimal:
         """Sum of the open reservations (expired ones included until :func:`expire`)."""
+        if isinstance(self.reserved, Reservations):
+            return self.reserved.total
         return sum((h.amount for h in self.reserved.values()), ZERO)
 
 
@@ -182,12 +251,15 @@ def _rearm(fired: frozenset[int], spent: Decimal, limit: Decimal) -> frozenset[i
 
 def expire(state: LedgerState, now: datetime) -> LedgerState:
     """Drop reservations whose ``expires_at`` is at or before ``now``."""
-    stale = [rid for rid, h in state.reserved.items() if h.expires_at <= now]
-    if not stale:
+    current = state.reserved
+    if isinstance(current, Reservations):
+        first = current.next_expiry()
+        if first is None or first > now:
+            return state  # the common case: nothing due, O(1)
+    elif not any(h.expires_at <= now for h in current.values()):
         return state
-    reserved = dict(state.reserved)
-    for rid in stale:
-        del reserved[rid]
+    reserved = _copy_reserved(current)
+    reserved.pop_expired(now)
     return replace(state, reserved=reserved)
 
 
@@ -267,8 +339,10 @@ def reserve(
             budget_ids=[defn.id],
         )
 
-    estimate = request.estimate_usd if defn.unit == "usd" else (
-        None if request.estimate_tokens is None else Decimal(request.estimate_tokens)
+    estimate = (
+        request.estimate_usd
+        if defn.unit == "usd"
+        else (None if request.estimate_tokens is None else Decimal(request.estimate_tokens))
     )
     violations: list[DenyReason] = []
     if estimate is None:
@@ -316,7 +390,7 @@ def reserve(
 
     expires_at = now.astimezone(UTC) + timedelta(seconds=request.ttl_s)
     tokens = request.estimate_tokens or 0
-    reserved = dict(s.reserved)
+    reserved = _copy_reserved(s.reserved)
     reserved[rid] = Held(amount=amount, expires_at=expires_at, tokens=tokens, minute=s.rate_minute)
     s = replace(
         s,
@@ -340,7 +414,7 @@ def release(state: LedgerState, reservation_id: str) -> LedgerState:
     """Cancel a reservation (call aborted, or another budget denied the combined reserve)."""
     if reservation_id not in state.reserved:
         return state
-    reserved = dict(state.reserved)
+    reserved = _copy_reserved(state.reserved)
     del reserved[reservation_id]
     return replace(state, reserved=reserved)
 
@@ -378,9 +452,9 @@ def combine_decisions(
             allowed=True,
             reason="ok",
             remaining=remaining,
-            reservation_id=next(iter(ids)) if len(ids) == 1 else (
-                request.request_id if request is not None else None
-            ),
+            reservation_id=next(iter(ids))
+            if len(ids) == 1
+            else (request.request_id if request is not None else None),
             expires_at=min(expiries) if expiries else None,
             budget_ids=budget_ids,
             warnings=warnings,
@@ -430,7 +504,7 @@ def apply_costed(
     emergency = defn.emergency_threshold
 
     watermarks = dict(s.watermarks)
-    reserved = dict(s.reserved)
+    reserved = _copy_reserved(s.reserved)
     buckets = dict(s.day_buckets)
     spent = s.spent
     fired = set(s.fired)
@@ -590,7 +664,7 @@ def state_from_dict(data: Mapping[str, Any]) -> LedgerState:
         period_start=_parse_dt(data["period_start"]),
         spent=Decimal(data["spent"]),
         day_buckets={date.fromisoformat(d): Decimal(v) for d, v in data["day_buckets"].items()},
-        reserved=reserved,
+        reserved=Reservations(reserved),
         fired=frozenset(int(t) for t in data["fired"]),
         watermarks={int(p): int(o) for p, o in data["watermarks"].items()},
         rate_minute=_parse_dt(data["rate_minute"]),

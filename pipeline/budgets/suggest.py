@@ -67,8 +67,10 @@ def _base(model: str, fallbacks: Mapping[str, Sequence[str]]) -> str | None:
         return name
     best: str | None = None
     for key in fallbacks:
-        if name.startswith(key) and _SNAPSHOT.fullmatch(name[len(key):]) and (
-            best is None or len(key) > len(best)
+        if (
+            name.startswith(key)
+            and _SNAPSHOT.fullmatch(name[len(key) :])
+            and (best is None or len(key) > len(best))
         ):
             best = key
     return best

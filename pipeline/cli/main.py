@@ -12,7 +12,18 @@ import sys
 
 import typer
 
-from pipeline.cli import dashboards, demo, emit, export, migrate, prices, report, tokens, worker
+from pipeline.cli import (
+    budgets,
+    dashboards,
+    demo,
+    emit,
+    export,
+    migrate,
+    prices,
+    report,
+    tokens,
+    worker,
+)
 from pipeline.errors import UserError
 
 app = typer.Typer(
@@ -25,6 +36,7 @@ app = typer.Typer(
 app.add_typer(prices.app, name="prices")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(dashboards.app, name="dashboards")
+app.add_typer(budgets.app, name="budgets")
 app.command("migrate")(migrate.migrate_command)
 app.command("worker")(worker.worker_command)
 app.command("emit")(emit.emit_command)

@@ -61,6 +61,28 @@ def render(summary: report.Summary, console: Console) -> None:
     console.print(table)
 
 
+def render_files(
+    settings: Settings,
+    q: report.SummaryQuery,
+    html_out: Path | None,
+    png_out: Path | None,
+    dashboards: list[str] | None,
+) -> None:
+    """Draw the dashboards to HTML and/or PNG from the store (see dashboards/render.py)."""
+    from dashboards import render
+    from pipeline.store import Store
+
+    with Store.open(settings.dsn) as store:
+        for out, fmt in ((html_out, "html"), (png_out, "png")):
+            if out is None:
+                continue
+            try:
+                path = render.render_report(store, out, fmt, dashboards, q.start, q.end)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+            typer.echo(f"wrote {path}")
+
+
 def _fmt(key: str, value: Any) -> str:
     if key == "cost_usd":
         return f"{Decimal(value):,.4f}"
@@ -77,13 +99,28 @@ def report_command(
         None, "--api-key", envvar="TOKENPIPE_API_KEY", help="Key for a worker with api_keys_file."
     ),
     config: Path | None = typer.Option(None, "--config", help="YAML settings file."),
+    html_out: Path | None = typer.Option(
+        None, "--html", help="Write the dashboards as one self-contained HTML page."
+    ),
+    png_out: Path | None = typer.Option(None, "--png", help="Write the dashboards as one PNG."),
+    dashboard: list[str] | None = typer.Option(
+        None, "--dashboard", help="Dashboard uid for --html/--png (repeatable; default all)."
+    ),
 ) -> None:
-    """Calls, tokens and cost grouped by model, user, feature, tenant or team."""
+    """Calls, tokens and cost grouped by model, user, feature, tenant or team.
+
+    ``--html``/``--png`` draw the Grafana dashboards' panels from the same SQL,
+    offline. They read the store directly: with the embedded store, stop the
+    worker first (chDB lets one process hold the data path).
+    """
     try:
         q = report.SummaryQuery.from_strings(by, start, end, tenant)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     settings = load_settings(config)
+    if html_out or png_out:
+        render_files(settings, q, html_out, png_out, dashboard or None)
+        return
     summary = fetch_summary(settings, q, {"by": by, "from": start, "to": end, "tenant": tenant})
     if as_json:
         typer.echo(json.dumps(summary.as_json(), indent=2))

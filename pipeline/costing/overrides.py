@@ -271,7 +271,8 @@ def parse_overrides(text: str, path: str = "<overrides>") -> Overrides:
                 for name in m.names:
                     if (m.provider, name) in seen:
                         raise reader.fail(
-                            None, f"models[{i}]",
+                            None,
+                            f"models[{i}]",
                             f"name {name!r} of provider {m.provider!r} is already used by "
                             f"models[{seen[(m.provider, name)]}]",
                         )

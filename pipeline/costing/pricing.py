@@ -188,8 +188,13 @@ def _rates(
     )
 
 
-_CATALOG_KEYS = ("input_mtok", "cache_read_mtok", "cache_write_mtok", "output_mtok",
-                 "output_reasoning_mtok")
+_CATALOG_KEYS = (
+    "input_mtok",
+    "cache_read_mtok",
+    "cache_write_mtok",
+    "output_mtok",
+    "output_reasoning_mtok",
+)
 
 
 def _compile_catalog(mp: gp.ModelPrice, multiplier: Decimal, source: str, version: str) -> _Price:
@@ -387,9 +392,17 @@ class PriceCatalog:
 
     def _unpriced(self, provider: str, model: str, reason: str) -> PriceResult:
         return PriceResult(
-            priced=False, cost_usd=ZERO, input_cost_usd=ZERO, cache_read_cost_usd=ZERO,
-            cache_write_cost_usd=ZERO, output_cost_usd=ZERO, reasoning_cost_usd=ZERO,
-            provider=provider, model=model, price_source="", price_version=self.version,
+            priced=False,
+            cost_usd=ZERO,
+            input_cost_usd=ZERO,
+            cache_read_cost_usd=ZERO,
+            cache_write_cost_usd=ZERO,
+            output_cost_usd=ZERO,
+            reasoning_cost_usd=ZERO,
+            provider=provider,
+            model=model,
+            price_source="",
+            price_version=self.version,
             reason=reason,
         )
 
@@ -469,7 +482,8 @@ class PriceCatalog:
         if self._overrides is None:
             return []
         return [
-            d for d in self._overrides.discounts
+            d
+            for d in self._overrides.discounts
             if d.provider == provider and (d.model is None or d.model in names)
         ]
 
@@ -555,7 +569,9 @@ class PriceCatalog:
                 else:
                     assert self._overrides is not None
                     compiled = _compile_catalog(
-                        model_price, multiplier, SOURCE_OVERRIDE,
+                        model_price,
+                        multiplier,
+                        SOURCE_OVERRIDE,
                         f"{self._catalog_version}+{self._overrides.version}",
                     )
             self._compiled[key] = compiled
@@ -563,19 +579,29 @@ class PriceCatalog:
         return compiled
 
     def _info(self, entry: _Entry, info: gp.ModelInfo | None, now: datetime) -> ModelInfo:
-        price = entry.dynamic(now) if entry.dynamic else entry.prices[
-            bisect.bisect_right(entry.boundaries, now.timestamp())
-        ]
+        price = (
+            entry.dynamic(now)
+            if entry.dynamic
+            else entry.prices[bisect.bisect_right(entry.boundaries, now.timestamp())]
+        )
         dated = bool(entry.boundaries) or entry.dynamic is not None
         name = info.name if info is not None else None
         if isinstance(price, str):
-            return ModelInfo(entry.provider, entry.model, name, None, None, None, None, None,
-                             False, dated, "")
+            return ModelInfo(
+                entry.provider, entry.model, name, None, None, None, None, None, False, dated, ""
+            )
         m = price.mtok
         return ModelInfo(
-            provider=entry.provider, model=entry.model, name=name,
-            input_mtok=m[0], cache_read_mtok=m[1], cache_write_mtok=m[2], output_mtok=m[3],
-            reasoning_mtok=m[4], tiered=bool(price.tiers), dated=dated,
+            provider=entry.provider,
+            model=entry.model,
+            name=name,
+            input_mtok=m[0],
+            cache_read_mtok=m[1],
+            cache_write_mtok=m[2],
+            output_mtok=m[3],
+            reasoning_mtok=m[4],
+            tiered=bool(price.tiers),
+            dated=dated,
             price_source=price.source,
         )
 
@@ -630,8 +656,17 @@ def _apply(price: _Price, usage: TokenUsage, entry: _Entry) -> PriceResult:
     if (n_in and not price.has_input) or (n_out and not price.has_output):
         part = "input" if n_in and not price.has_input else "output"
         return PriceResult(
-            False, ZERO, ZERO, ZERO, ZERO, ZERO, ZERO, entry.provider, entry.model,
-            price.source, price.version,
+            False,
+            ZERO,
+            ZERO,
+            ZERO,
+            ZERO,
+            ZERO,
+            ZERO,
+            entry.provider,
+            entry.model,
+            price.source,
+            price.version,
             f"the catalog has no {part} token price for {entry.provider}/{entry.model}",
         )
     r = price.base
@@ -671,6 +706,17 @@ def _apply(price: _Price, usage: TokenUsage, entry: _Entry) -> PriceResult:
         total += price.request_fee
         q_req = price.request_fee.quantize(nano)
     return _new_result(
-        True, total.quantize(nano), c_in.quantize(nano), q_cr, q_cw, c_out.quantize(nano), q_rs,
-        entry.provider, entry.model, price.source, price.version, None, q_req,
+        True,
+        total.quantize(nano),
+        c_in.quantize(nano),
+        q_cr,
+        q_cw,
+        c_out.quantize(nano),
+        q_rs,
+        entry.provider,
+        entry.model,
+        price.source,
+        price.version,
+        None,
+        q_req,
     )

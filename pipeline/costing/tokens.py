@@ -455,8 +455,8 @@ _RULES_0301 = _ChatRules(per_message=4, per_name=-1, reply_priming=3)
 
 
 def _rules_for(model: str) -> _ChatRules:
-    return _RULES_0301 if normalize_model(model).startswith("gpt-3.5-turbo-0301") else (
-        _RULES_CURRENT
+    return (
+        _RULES_0301 if normalize_model(model).startswith("gpt-3.5-turbo-0301") else (_RULES_CURRENT)
     )
 
 

@@ -96,8 +96,9 @@ class TokenUsage:
         reasoning_tokens: int = 0,
     ) -> TokenUsage:
         """Same as the constructor (which always validates); kept as an explicit spelling."""
-        return cls(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-                   reasoning_tokens)
+        return cls(
+            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens
+        )
 
     @property
     def uncached_input_tokens(self) -> int:

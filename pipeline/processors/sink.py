@@ -40,6 +40,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from pipeline.processors.costing import HEADER_IDS, HEADER_TS
+from pipeline.store import merge_ranges
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,8 @@ class SinkStore(Protocol):
 
     def existing_event_ids(self, keys: Iterable[tuple[str, datetime, str]]) -> set[str]: ...
 
-    def existing_event_ids_in(
-        self, tenants: Iterable[str], ts_min: datetime, ts_max: datetime, ids: Iterable[str]
+    def existing_event_ids_in_ranges(
+        self, ranges: Sequence[tuple[str, datetime, datetime]], ids: Iterable[str]
     ) -> set[str]: ...
 
     def insert_json_each_row(
@@ -173,14 +174,12 @@ def _write_indexed(
         all_ids.extend(m.ids or ())
     if len(set(all_ids)) != len(all_ids):
         return None
-    # One query for the whole batch: its tenants, its overall ts range, its ids.
-    # Every replayed row has its original (tenant, ts), so it is inside these bounds.
-    if store.existing_event_ids_in(
-        {m.tenant or "" for m in messages},
-        min(_parse_ts(m.ts_min or "") for m in messages),
-        max(_parse_ts(m.ts_max or "") for m in messages),
-        all_ids,
-    ):
+    # One query for the whole batch over its messages' (tenant, ts) windows: every
+    # replayed row has its original tenant and ts, so it lies inside one of them.
+    windows = merge_ranges(
+        (m.tenant or "", _parse_ts(m.ts_min or ""), _parse_ts(m.ts_max or "")) for m in messages
+    )
+    if store.existing_event_ids_in_ranges(windows, all_ids):
         return None
     chunk: list[bytes] = []
     rows = 0

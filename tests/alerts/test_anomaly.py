@@ -22,8 +22,16 @@ def steady(start: datetime, n: int, rnd: random.Random, **kw: Any) -> list[list[
         batch = []
         for feature in ("chat", "search"):
             f = Decimal(str(round(rnd.uniform(0.8, 1.2), 3)))
-            batch.append(window(at, feature=feature, calls=int(50 * f), tokens=int(25_000 * f),
-                                cost=(Decimal("0.5") * f).quantize(Decimal("0.001")), **kw))
+            batch.append(
+                window(
+                    at,
+                    feature=feature,
+                    calls=int(50 * f),
+                    tokens=int(25_000 * f),
+                    cost=(Decimal("0.5") * f).quantize(Decimal("0.001")),
+                    **kw,
+                )
+            )
         out.append(batch)
     return out
 
@@ -59,12 +67,20 @@ def test_fires_on_5x_spike_after_steady_history_once_per_cooldown() -> None:
     tenant = json.dumps({"tenant": "acme"}, sort_keys=True)
     # tenant+feature=chat: 5× on all three metrics; the tenant total is 2.5×: cost and
     # tokens (> 2×) fire, calls (not > 3×) does not. search (now idle) is silent.
-    assert got == {(chat, "cost_usd"), (chat, "tokens"), (chat, "calls"),
-                   (tenant, "cost_usd"), (tenant, "tokens")}
+    assert got == {
+        (chat, "cost_usd"),
+        (chat, "tokens"),
+        (chat, "calls"),
+        (tenant, "cost_usd"),
+        (tenant, "tokens"),
+    }
     assert len(found) == 5  # one per scope and metric, not one per window
     assert all(a.window_start == spike_at for a in found)
-    a = next(a for a in found if a.scope == {"tenant": "acme", "feature": "chat"}
-             and a.metric == "cost_usd")
+    a = next(
+        a
+        for a in found
+        if a.scope == {"tenant": "acme", "feature": "chat"} and a.metric == "cost_usd"
+    )
     assert a.value == Decimal("2.5")
     assert Decimal("0.45") < a.baseline < Decimal("0.55")
     assert 4.5 < a.ratio < 5.5 and a.score > 3
@@ -75,10 +91,14 @@ def test_fires_on_5x_spike_after_steady_history_once_per_cooldown() -> None:
     assert alert.dims()["metric"] == "cost_usd"
     # After the cooldown, a still-running spike is reported again (once).
     later = spike_at + minutes(61)
-    again = det.observe([window(later, feature="chat", calls=250, tokens=125_000, cost="2.5")],
-                        detected_at=later)
+    again = det.observe(
+        [window(later, feature="chat", calls=250, tokens=125_000, cost="2.5")], detected_at=later
+    )
     assert {x.metric for x in again if x.scope.get("feature") == "chat"} == {
-        "cost_usd", "tokens", "calls"}
+        "cost_usd",
+        "tokens",
+        "calls",
+    }
 
 
 def test_quiet_on_brand_new_tenant() -> None:
@@ -90,8 +110,18 @@ def test_quiet_on_brand_new_tenant() -> None:
     found = []
     for i in range(12 * 60):  # 12 hours of wildly growing traffic, from nothing
         at = start + minutes(i)
-        found += det.observe([window(at, tenant="newco", calls=10 + i * 5, tokens=5_000 + i * 2_000,
-                                     cost=str(Decimal("0.1") + Decimal(i) / 10))], detected_at=at)
+        found += det.observe(
+            [
+                window(
+                    at,
+                    tenant="newco",
+                    calls=10 + i * 5,
+                    tokens=5_000 + i * 2_000,
+                    cost=str(Decimal("0.1") + Decimal(i) / 10),
+                )
+            ],
+            detected_at=at,
+        )
     assert found == []
 
 
@@ -107,8 +137,10 @@ def test_office_hours_tenant_is_quiet_when_its_day_starts() -> None:
     assert found == []
     # But the same load at 03:00 is news.
     night = T0 + timedelta(days=4, hours=3)
-    assert {a.metric for a in det.observe([window(night, calls=100, tokens=50_000, cost="1")],
-                                          detected_at=night)} == {"cost_usd", "tokens"}
+    assert {
+        a.metric
+        for a in det.observe([window(night, calls=100, tokens=50_000, cost="1")], detected_at=night)
+    } == {"cost_usd", "tokens"}
 
 
 def test_small_values_below_floor_do_not_fire() -> None:

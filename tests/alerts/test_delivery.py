@@ -57,8 +57,7 @@ async def receiver() -> AsyncIterator[Receiver]:
             await asyncio.sleep(state.delay_s)
         step = state.script.pop(0) if state.script else 200
         status, headers = step if isinstance(step, tuple) else (step, {})
-        return web.Response(status=status, text="ok" if status < 300 else "nope",
-                            headers=headers)
+        return web.Response(status=status, text="ok" if status < 300 else "nope", headers=headers)
 
     app = web.Application()
     app.router.add_post("/hook", handle)
@@ -86,16 +85,29 @@ class Recorder:
 
 def make_alert(alert_id_key: str = "k") -> AlertEvent:
     return AlertEvent.build(
-        kind="budget_threshold", tenant="acme", scope={"team": "ml"}, severity="critical",
-        title="acme crossed 90% of its monthly budget", text="Spent $900 of $1000.",
-        data={"threshold_pct": 90, "spent_usd": "900.000000000"}, ts=T0, key=(alert_id_key,),
+        kind="budget_threshold",
+        tenant="acme",
+        scope={"team": "ml"},
+        severity="critical",
+        title="acme crossed 90% of its monthly budget",
+        text="Spent $900 of $1000.",
+        data={"threshold_pct": 90, "spent_usd": "900.000000000"},
+        ts=T0,
+        key=(alert_id_key,),
     )
 
 
 def hook(url: str, **kw: Any) -> Channel:
-    args: dict[str, Any] = {"name": "ops", "type": "webhook", "url": url, "secret": SECRET,
-                            "max_attempts": 4, "backoff_base_s": 0.5, "backoff_max_s": 8.0,
-                            "timeout_s": 5.0}
+    args: dict[str, Any] = {
+        "name": "ops",
+        "type": "webhook",
+        "url": url,
+        "secret": SECRET,
+        "max_attempts": 4,
+        "backoff_base_s": 0.5,
+        "backoff_max_s": 8.0,
+        "timeout_s": 5.0,
+    }
     args.update(kw)
     return Channel(**args)
 
@@ -107,8 +119,7 @@ async def rec() -> Recorder:
 
 @pytest.fixture
 async def deliverer(rec: Recorder) -> AsyncIterator[AlertDeliverer]:
-    d = AlertDeliverer(InMemoryDeliveredStore(), rec.record, sleep=rec.sleep,
-                       rng=random.Random(7))
+    d = AlertDeliverer(InMemoryDeliveredStore(), rec.record, sleep=rec.sleep, rng=random.Random(7))
     yield d
     await d.aclose()
 
@@ -120,7 +131,9 @@ async def test_500_then_200_delivers_once_and_records_both_attempts(
     alert = make_alert()
     attempts = await deliverer.deliver(alert, hook(receiver.url))
     assert [(a.attempt, a.status, a.http_status) for a in attempts] == [
-        (1, "failed", 500), (2, "ok", 200)]
+        (1, "failed", 500),
+        (2, "ok", 200),
+    ]
     assert rec.records == attempts
     assert attempts[0].error.startswith("HTTP 500") and attempts[1].error == ""
     assert len({a.delivery_id for a in attempts}) == 2
@@ -138,8 +151,7 @@ async def test_500_then_200_delivers_once_and_records_both_attempts(
     assert not verify_signature(SECRET, ts, ok.body + b" ", sig)  # body tampered
     stale = str(int(ts) - 301)
     assert not verify_signature(SECRET, stale, ok.body, sign(SECRET, stale, ok.body))
-    assert verify_signature(SECRET, stale, ok.body, sign(SECRET, stale, ok.body),
-                            tolerance_s=600)
+    assert verify_signature(SECRET, stale, ok.body, sign(SECRET, stale, ok.body), tolerance_s=600)
     assert not verify_signature(SECRET, "not-a-number", ok.body, sig)
 
 
@@ -158,7 +170,11 @@ async def test_429_and_5xx_are_retried_then_dead_after_max_attempts(
     receiver.script = [429, 503, 502, 500, 200]
     attempts = await deliverer.deliver(make_alert(), hook(receiver.url, max_attempts=4))
     assert [(a.attempt, a.status, a.http_status) for a in attempts] == [
-        (1, "failed", 429), (2, "failed", 503), (3, "failed", 502), (4, "dead", 500)]
+        (1, "failed", 429),
+        (2, "failed", 503),
+        (3, "failed", 502),
+        (4, "dead", 500),
+    ]
     assert rec.records == attempts
     assert len(receiver.requests) == 4  # the 5th answer (200) was never asked for
     caps = [0.5, 1.0, 2.0]
@@ -183,9 +199,13 @@ async def test_network_error_is_retried_and_recorded(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     attempts = await deliverer.deliver(
-        make_alert(), hook(f"http://127.0.0.1:{port}/hook", max_attempts=3))
+        make_alert(), hook(f"http://127.0.0.1:{port}/hook", max_attempts=3)
+    )
     assert [(a.status, a.http_status) for a in attempts] == [
-        ("failed", None), ("failed", None), ("dead", None)]
+        ("failed", None),
+        ("failed", None),
+        ("dead", None),
+    ]
     assert all("Connect" in a.error for a in attempts)
 
 
@@ -194,7 +214,8 @@ async def test_timeout_is_a_retryable_network_error(
 ) -> None:
     receiver.delay_s = 0.5
     attempts = await deliverer.deliver(
-        make_alert(), hook(receiver.url, timeout_s=0.05, max_attempts=2))
+        make_alert(), hook(receiver.url, timeout_s=0.05, max_attempts=2)
+    )
     assert [a.status for a in attempts] == ["failed", "dead"]
     assert "Timeout" in attempts[0].error
 
@@ -247,8 +268,9 @@ async def test_configured_headers_are_sent_but_cannot_override_signature(
     await deliverer.deliver(make_alert(), ch)
     got = receiver.requests[0]
     assert got.headers["X-Team"] == "platform"
-    assert verify_signature(SECRET, got.headers["X-Tokenpipe-Timestamp"], got.body,
-                            got.headers["X-Tokenpipe-Signature"])
+    assert verify_signature(
+        SECRET, got.headers["X-Tokenpipe-Timestamp"], got.body, got.headers["X-Tokenpipe-Signature"]
+    )
 
 
 async def test_failing_recorder_does_not_change_delivery(receiver: Receiver) -> None:
@@ -280,5 +302,6 @@ def test_signature_is_over_timestamp_dot_body() -> None:
     expected = hmac.new(b"k", b"1700000000." + body, hashlib.sha256).hexdigest()
     assert sign("k", 1700000000, body) == f"sha256={expected}"
     assert verify_signature("k", "1700000000", body, f"sha256={expected}", now=1700000100)
-    assert not verify_signature("k", "1700000000", body, f"sha256={expected}",
-                                now=time.time())  # stale
+    assert not verify_signature(
+        "k", "1700000000", body, f"sha256={expected}", now=time.time()
+    )  # stale

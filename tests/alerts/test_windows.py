@@ -18,8 +18,15 @@ def test_batch_is_aggregated_per_key_and_window() -> None:
     agg = WindowAggregator()
     batch = [
         costed(T0 + timedelta(seconds=1), input_tokens=100, output_tokens=10, cost_usd="0.5"),
-        costed(T0 + timedelta(seconds=59), input_tokens=50, cache_read_tokens=40,
-               output_tokens=30, reasoning_tokens=5, cost_usd="0.25", priced=False),
+        costed(
+            T0 + timedelta(seconds=59),
+            input_tokens=50,
+            cache_read_tokens=40,
+            output_tokens=30,
+            reasoning_tokens=5,
+            cost_usd="0.25",
+            priced=False,
+        ),
         costed(T0 + timedelta(seconds=60), cost_usd="1"),  # next window
         costed(T0 + timedelta(seconds=2), feature="search", cost_usd="2"),  # other key
     ]
@@ -27,7 +34,9 @@ def test_batch_is_aggregated_per_key_and_window() -> None:
     assert (result.accepted, result.late_dropped, result.keys_updated) == (4, 0, 3)
     closed = list(agg.closed_windows(T0 + minutes(10)))
     assert [(w.start, w.key.feature) for w in closed] == [
-        (T0, "chat"), (T0, "search"), (T0 + minutes(1), "chat")
+        (T0, "chat"),
+        (T0, "search"),
+        (T0 + minutes(1), "chat"),
     ]
     first = closed[0]
     assert first.key == WindowKey("acme", "u1", "t1", "chat", "gpt-4o", "k1")
@@ -123,8 +132,15 @@ def test_window_sums_equal_sum_of_records(
     raw: list[tuple[int, str, str, int, int, Decimal, bool]], n_batches: int, rnd: random.Random
 ) -> None:
     records = [
-        costed(T0 + timedelta(milliseconds=ms), tenant=t, feature=f, input_tokens=i,
-               output_tokens=o, cost_usd=c, priced=p)
+        costed(
+            T0 + timedelta(milliseconds=ms),
+            tenant=t,
+            feature=f,
+            input_tokens=i,
+            output_tokens=o,
+            cost_usd=c,
+            priced=p,
+        )
         for ms, t, f, i, o, c, p in raw
     ]
     rnd.shuffle(records)

@@ -132,8 +132,9 @@ def test_suggestion_only_for_usd_denials() -> None:
 
     def suggest(req, max_usd):
         calls.append(max_usd)
-        return ModelSuggestion(model="cheap", provider="p", estimate_usd=Decimal("0.1"),
-                               saves_usd=Decimal("1"))
+        return ModelSuggestion(
+            model="cheap", provider="p", estimate_usd=Decimal("0.1"), saves_usd=Decimal("1")
+        )
 
     defn = budget(limit_usd=Decimal("1"))
     s, d = reserve(new_state(defn), defn, request("r1", "0.7"), T0, suggest=suggest)
@@ -221,15 +222,17 @@ def test_replay_of_a_batch_changes_nothing_and_emits_no_alert() -> None:
     s2, again = apply_costed(s1, defn, batch, T0)
     assert again == [] and s2 == s1
     # a replay overlapping new records applies only the new ones
-    s3, more = apply_costed(s1, defn, [*batch[2:], (3, 14, costed("e4", "1")), (5, 0,
-                                       costed("x", "0.5"))], T0)
+    s3, more = apply_costed(
+        s1, defn, [*batch[2:], (3, 14, costed("e4", "1")), (5, 0, costed("x", "0.5"))], T0
+    )
     assert s3.spent == Decimal("9.5") and [a.threshold for a in more] == [90]
     assert s3.watermarks == {3: 14, 5: 0}
 
 
 def test_restart_from_serialised_state_behaves_the_same() -> None:
-    defn = budget(limit_usd=Decimal("10"), period="rolling", rolling_days=3,
-                  max_tokens_per_minute=10_000)
+    defn = budget(
+        limit_usd=Decimal("10"), period="rolling", rolling_days=3, max_tokens_per_minute=10_000
+    )
     s, _ = reserve(new_state(defn), defn, request("r1", "2", tokens=100), T0)
     s, alerts = apply_costed(s, defn, [(0, 0, costed("e0", "5.5", T0 - timedelta(days=1)))], T0)
     assert [a.threshold for a in alerts] == [50]
@@ -269,8 +272,9 @@ def test_late_and_future_events() -> None:
     assert s.spent == 0 and s.reserved == {} and alerts == []
     assert s.late_events == 1 and s.late_amount == 9
     # a record dated in a future period counts in the current one (cannot reset it)
-    s, _ = apply_costed(s, defn, [(0, 1, costed("fut", "1", tomorrow + timedelta(days=3)))],
-                        tomorrow)
+    s, _ = apply_costed(
+        s, defn, [(0, 1, costed("fut", "1", tomorrow + timedelta(days=3)))], tomorrow
+    )
     assert s.spent == 1 and s.period_start == datetime(2025, 6, 11, tzinfo=UTC)
 
 
@@ -280,8 +284,9 @@ def test_rolling_window_sums_days_and_rearms_thresholds() -> None:
     d0 = datetime(2025, 6, 1, 10, tzinfo=UTC)
     s, a = apply_costed(s, defn, [(0, 0, costed("a", "6", d0))], d0)
     assert [x.threshold for x in a] == [50]
-    s, a = apply_costed(s, defn, [(0, 1, costed("b", "1", d0 + timedelta(days=2)))],
-                        d0 + timedelta(days=2))
+    s, a = apply_costed(
+        s, defn, [(0, 1, costed("b", "1", d0 + timedelta(days=2)))], d0 + timedelta(days=2)
+    )
     assert s.spent == 7 and a == []
     # day 3: day 0 leaves the window; spend 1 < 50%: the 50% threshold re-arms
     d3 = d0 + timedelta(days=3)
@@ -304,7 +309,11 @@ def test_status_reports_bounds_and_percent() -> None:
     s, _ = reserve(s, defn, request("r", "1"), T0)
     st_ = status(s, defn, T0)
     assert (st_.spent, st_.reserved, st_.remaining, st_.percent) == (
-        Decimal("2.5"), Decimal(1), Decimal("6.5"), Decimal("25.00"))
+        Decimal("2.5"),
+        Decimal(1),
+        Decimal("6.5"),
+        Decimal("25.00"),
+    )
     assert st_.period_start == datetime(2025, 6, 1, tzinfo=UTC)
     assert st_.period_end == datetime(2025, 7, 1, tzinfo=UTC)
     assert st_.open_reservations == 1
@@ -373,8 +382,12 @@ def test_reserved_never_negative_and_hard_reserve_never_oversubscribes(ops, peri
         elif kind in ("settle", "apply"):
             part = extra
             offsets[part] = offsets.get(part, -1) + 1
-            rec = costed(f"e{len(applied)}", str(amount), now,
-                         reservation_id=f"r{n}" if kind == "settle" else None)
+            rec = costed(
+                f"e{len(applied)}",
+                str(amount),
+                now,
+                reservation_id=f"r{n}" if kind == "settle" else None,
+            )
             item = (part, offsets[part], rec)
             applied.append(item)
             s, _ = apply_costed(s, defn, [item], now)

@@ -15,16 +15,18 @@ from pipeline.budgets.periods import period_bounds, period_end, period_start, ro
 AWARE = st.datetimes(
     min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
 )
-OFFSETS = st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
-                           timezone(timedelta(hours=-8))])
+OFFSETS = st.sampled_from(
+    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+)
 
 
 def spec(period: str, n: int | None = None) -> SimpleNamespace:
     return SimpleNamespace(period=period, rolling_days=n)
 
 
-PERIODS = st.sampled_from(["hour", "day", "week", "month"]).map(spec) | st.integers(
-    1, 60).map(lambda n: spec("rolling", n))
+PERIODS = st.sampled_from(["hour", "day", "week", "month"]).map(spec) | st.integers(1, 60).map(
+    lambda n: spec("rolling", n)
+)
 
 
 @given(PERIODS, AWARE)
@@ -78,15 +80,21 @@ def test_rolling_window_is_n_whole_days(n: int, ts: datetime) -> None:
 def test_examples() -> None:
     ts = datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=UTC)
     assert period_bounds(spec("month"), ts) == (
-        datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC))
+        datetime(2024, 2, 1, tzinfo=UTC),
+        datetime(2024, 3, 1, tzinfo=UTC),
+    )
     assert period_end(spec("month"), datetime(2023, 12, 31, tzinfo=UTC)) == datetime(
-        2024, 1, 1, tzinfo=UTC)
+        2024, 1, 1, tzinfo=UTC
+    )
     # 2021-01-03 is a Sunday in ISO week 2020-W53 whose Monday is 2020-12-28
     assert period_start(spec("week"), datetime(2021, 1, 3, 12, tzinfo=UTC)) == datetime(
-        2020, 12, 28, tzinfo=UTC)
+        2020, 12, 28, tzinfo=UTC
+    )
     at = datetime(2025, 3, 31, 15, tzinfo=UTC)
     assert period_bounds(spec("rolling", 30), at) == (
-        datetime(2025, 3, 2, tzinfo=UTC), datetime(2025, 4, 1, tzinfo=UTC))
+        datetime(2025, 3, 2, tzinfo=UTC),
+        datetime(2025, 4, 1, tzinfo=UTC),
+    )
     hour = datetime(2025, 3, 30, 1, 0, tzinfo=UTC)  # EU DST switch: irrelevant in UTC
     assert period_bounds(spec("hour"), hour) == (hour, hour + timedelta(hours=1))
 

@@ -86,8 +86,17 @@ def test_reserve_request_needs_an_estimate() -> None:
 def test_alert_id_is_deterministic() -> None:
     ps = datetime(2025, 6, 1, tzinfo=UTC)
     assert alert_id("b", ps, 50) == alert_id("b", ps, 50)
-    assert len({alert_id("b", ps, 50), alert_id("b", ps, 75), alert_id("c", ps, 50),
-                alert_id("b", datetime(2025, 7, 1, tzinfo=UTC), 50)}) == 4
+    assert (
+        len(
+            {
+                alert_id("b", ps, 50),
+                alert_id("b", ps, 75),
+                alert_id("c", ps, 50),
+                alert_id("b", datetime(2025, 7, 1, tzinfo=UTC), 50),
+            }
+        )
+        == 4
+    )
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("budget.*.json")), ids=lambda p: p.name)

@@ -27,7 +27,10 @@ def test_chains_follow_snapshots_transitively_without_confusing_minis() -> None:
     assert fallback_chain("openai/gpt-4o") == ["gpt-4o-mini"]
     assert fallback_chain("gpt-4o-mini") == []
     assert fallback_chain("claude-3-opus-20240229") == [
-        "claude-3-5-sonnet", "claude-3-5-haiku", "claude-3-haiku"]
+        "claude-3-5-sonnet",
+        "claude-3-5-haiku",
+        "claude-3-haiku",
+    ]
     assert fallback_chain("x", {"x": ["y"], "y": ["x", "z"]}) == ["y", "z"]
 
 

@@ -74,26 +74,29 @@ def test_reasoning_models_expect_more_output(catalog: PriceCatalog) -> None:
 
 def test_expected_output_argument(catalog: PriceCatalog) -> None:
     est = estimate_request(
-        "gpt-4o-mini", MESSAGES, max_tokens=1000, expected_output_tokens=200,
-        catalog=catalog, at=AT,
+        "gpt-4o-mini",
+        MESSAGES,
+        max_tokens=1000,
+        expected_output_tokens=200,
+        catalog=catalog,
+        at=AT,
     )
     n = est.input_tokens
     assert est.expected_output_tokens == 200
-    assert est.expected_cost_usd == catalog.price(
-        "gpt-4o-mini", TokenUsage(n, 200), AT
-    ).cost_usd
+    assert est.expected_cost_usd == catalog.price("gpt-4o-mini", TokenUsage(n, 200), AT).cost_usd
 
 
 def test_estimated_input_inflated_in_worst_case(catalog: PriceCatalog) -> None:
     est = estimate_request("claude-sonnet-4-5", MESSAGES, max_tokens=100, catalog=catalog, at=AT)
     assert est.input_exact is False
-    assert est.worst_case_input_tokens == math.ceil(
-        est.input_tokens * (1 + FAMILY_ERROR["claude"])
-    )
+    assert est.worst_case_input_tokens == math.ceil(est.input_tokens * (1 + FAMILY_ERROR["claude"]))
     assert est.priced is True
-    assert est.worst_case_cost_usd == catalog.price(
-        "claude-sonnet-4-5", TokenUsage(est.worst_case_input_tokens, 100), AT
-    ).cost_usd
+    assert (
+        est.worst_case_cost_usd
+        == catalog.price(
+            "claude-sonnet-4-5", TokenUsage(est.worst_case_input_tokens, 100), AT
+        ).cost_usd
+    )
 
 
 def test_unknown_model_is_not_priced_never_zero(catalog: PriceCatalog) -> None:

@@ -105,10 +105,21 @@ def test_anthropic_stream_accumulates_cumulative_deltas_once() -> None:
 
 def test_anthropic_stream_delta_with_input_counts_replaces_them() -> None:
     acc = AnthropicStreamAccumulator()
-    acc.add({"type": "message_start", "message": {"model": "claude-haiku-4-5",
-             "usage": {"input_tokens": 10, "output_tokens": 1}}})
-    acc.add({"type": "message_delta", "usage": {"input_tokens": 10,
-             "cache_read_input_tokens": 90, "output_tokens": 40}})
+    acc.add(
+        {
+            "type": "message_start",
+            "message": {
+                "model": "claude-haiku-4-5",
+                "usage": {"input_tokens": 10, "output_tokens": 1},
+            },
+        }
+    )
+    acc.add(
+        {
+            "type": "message_delta",
+            "usage": {"input_tokens": 10, "cache_read_input_tokens": 90, "output_tokens": 40},
+        }
+    )
     assert acc.result().usage == TokenUsage(100, 40, cache_read_tokens=90)
 
 
@@ -122,8 +133,7 @@ def test_anthropic_stream_without_start_is_an_error() -> None:
 def test_google_thoughts_added_into_output_cache_stays_inside_prompt() -> None:
     ex = from_google(load("google_generate_content.json"))
     # promptTokenCount includes cached content; thoughts are outside candidates.
-    assert ex.usage == TokenUsage(12000, 800 + 1200, cache_read_tokens=8000,
-                                  reasoning_tokens=1200)
+    assert ex.usage == TokenUsage(12000, 800 + 1200, cache_read_tokens=8000, reasoning_tokens=1200)
     assert ex.model == "gemini-2.5-pro"
     assert ex.provider == "google"
 

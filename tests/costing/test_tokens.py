@@ -425,10 +425,13 @@ def test_classify_text() -> None:
     assert classify_text("Short question: what time is it in Tokyo?") == "prose"
 
 
-@pytest.mark.parametrize("family_model", ["claude-sonnet-4-5", "gemini-2.5-pro",
-                                          "llama-3.1-70b", "mistral-large", "qwen-max"])
-@pytest.mark.parametrize(("text", "kind"), [(PROSE, "prose"), (PYTHON, "code"),
-                                            (JAVASCRIPT, "code")])
+@pytest.mark.parametrize(
+    "family_model",
+    ["claude-sonnet-4-5", "gemini-2.5-pro", "llama-3.1-70b", "mistral-large", "qwen-max"],
+)
+@pytest.mark.parametrize(
+    ("text", "kind"), [(PROSE, "prose"), (PYTHON, "code"), (JAVASCRIPT, "code")]
+)
 def test_estimator_is_labelled_and_within_documented_band(
     family_model: str, text: str, kind: str
 ) -> None:

@@ -43,8 +43,9 @@ def _write(tmp_path: Path, name: str, data: Any) -> Path:
 
 
 def test_count_text_json() -> None:
-    r = runner.invoke(app, ["tokens", "count", "--model", "gpt-4o", "--text", "hello world",
-                            "--json"])
+    r = runner.invoke(
+        app, ["tokens", "count", "--model", "gpt-4o", "--text", "hello world", "--json"]
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["input_tokens"] == 2
@@ -64,8 +65,10 @@ def test_count_text_estimate_human() -> None:
 def test_count_messages_with_tools(tmp_path: Path) -> None:
     m = _write(tmp_path, "m.json", MESSAGES)
     t = _write(tmp_path, "t.json", TOOLS)
-    r = runner.invoke(app, ["tokens", "count", "--model", "gpt-4", "--messages", str(m),
-                            "--tools", str(t), "--json"])
+    r = runner.invoke(
+        app,
+        ["tokens", "count", "--model", "gpt-4", "--messages", str(m), "--tools", str(t), "--json"],
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["input_tokens"] == count_messages(MESSAGES, "gpt-4", TOOLS).tokens
@@ -83,18 +86,20 @@ def test_count_messages_human(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "error"),
     [
-        ("[{\"role\": ", r"invalid JSON at line 1"),
+        ('[{"role": ', r"invalid JSON at line 1"),
         ({"messages": []}, r"messages: expected a list"),
-        ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"content": "c"}],
-         r"messages\[2\]\.role: missing"),
+        (
+            [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"content": "c"}],
+            r"messages\[2\]\.role: missing",
+        ),
         ([{"role": "user", "content": {"text": "x"}}], r"messages\[0\]\.content: expected"),
-        ([{"role": "user", "content": [{"type": "text", "text": 1}]}],
-         r"messages\[0\]\.content\[0\]\.text"),
+        (
+            [{"role": "user", "content": [{"type": "text", "text": 1}]}],
+            r"messages\[0\]\.content\[0\]\.text",
+        ),
     ],
 )
-def test_malformed_messages_file_is_a_user_error(
-    tmp_path: Path, content: Any, error: str
-) -> None:
+def test_malformed_messages_file_is_a_user_error(tmp_path: Path, content: Any, error: str) -> None:
     m = _write(tmp_path, "bad.json", content)
     r = runner.invoke(app, ["tokens", "count", "--model", "gpt-4o", "--messages", str(m)])
     assert isinstance(r.exception, UserError)
@@ -105,15 +110,17 @@ def test_malformed_messages_file_is_a_user_error(
 def test_malformed_tools_file(tmp_path: Path) -> None:
     m = _write(tmp_path, "m.json", MESSAGES)
     t = _write(tmp_path, "t.json", [{"type": "function", "function": {}}])
-    r = runner.invoke(app, ["tokens", "count", "--model", "gpt-4o", "--messages", str(m),
-                            "--tools", str(t)])
+    r = runner.invoke(
+        app, ["tokens", "count", "--model", "gpt-4o", "--messages", str(m), "--tools", str(t)]
+    )
     assert isinstance(r.exception, UserError)
     assert "tools[0].function.name" in str(r.exception)
 
 
 def test_missing_file_and_bad_option_combinations(tmp_path: Path) -> None:
-    r = runner.invoke(app, ["tokens", "count", "--model", "gpt-4o", "--messages",
-                            str(tmp_path / "nope.json")])
+    r = runner.invoke(
+        app, ["tokens", "count", "--model", "gpt-4o", "--messages", str(tmp_path / "nope.json")]
+    )
     assert isinstance(r.exception, UserError) and "nope.json" in str(r.exception)
     r = runner.invoke(app, ["tokens", "count", "--model", "gpt-4o"])
     assert isinstance(r.exception, UserError) and "--text or --messages" in str(r.exception)
@@ -123,8 +130,9 @@ def test_main_prints_user_error_and_exits_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     m = _write(tmp_path, "bad.json", [{"content": "x"}])
-    monkeypatch.setattr(sys, "argv", ["tokenpipe", "tokens", "count", "--model", "gpt-4o",
-                                      "--messages", str(m)])
+    monkeypatch.setattr(
+        sys, "argv", ["tokenpipe", "tokens", "count", "--model", "gpt-4o", "--messages", str(m)]
+    )
     with pytest.raises(SystemExit) as info:
         cli_main.main()
     assert info.value.code == 2
@@ -135,8 +143,20 @@ def test_main_prints_user_error_and_exits_2(
 
 def test_estimate_json(tmp_path: Path) -> None:
     m = _write(tmp_path, "m.json", MESSAGES)
-    r = runner.invoke(app, ["tokens", "estimate", "--model", "gpt-4o", "--messages", str(m),
-                            "--max-tokens", "300", "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "tokens",
+            "estimate",
+            "--model",
+            "gpt-4o",
+            "--messages",
+            str(m),
+            "--max-tokens",
+            "300",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["input_tokens"] == count_messages(MESSAGES, "gpt-4o").tokens
@@ -148,8 +168,9 @@ def test_estimate_json(tmp_path: Path) -> None:
 
 def test_estimate_human(tmp_path: Path) -> None:
     m = _write(tmp_path, "m.json", MESSAGES)
-    r = runner.invoke(app, ["tokens", "estimate", "--model", "claude-sonnet-4-5",
-                            "--messages", str(m)])
+    r = runner.invoke(
+        app, ["tokens", "estimate", "--model", "claude-sonnet-4-5", "--messages", str(m)]
+    )
     assert r.exit_code == 0, r.output
     assert "worst-case cost" in r.stdout
     assert "64000" in r.stdout

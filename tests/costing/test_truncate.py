@@ -32,9 +32,7 @@ def _tool_exchange(call_id: str, n_results: int = 2) -> list[dict[str, Any]]:
         for k in range(n_results)
     ]
     out: list[dict[str, Any]] = [{"role": "assistant", "content": None, "tool_calls": calls}]
-    out += [
-        {"role": "tool", "tool_call_id": c["id"], "content": "result " * 30} for c in calls
-    ]
+    out += [{"role": "tool", "tool_call_id": c["id"], "content": "result " * 30} for c in calls]
     return out
 
 
@@ -59,16 +57,22 @@ def test_keeps_system_and_newest_turns() -> None:
 def test_system_messages_kept_wherever_they_are() -> None:
     mid_system = {"role": "developer", "content": "Answer in French."}
     msgs = [SYSTEM, *_turn(1), mid_system, *_turn(2)]
-    r = truncate_to_fit(msgs, "gpt-4o", count_messages([SYSTEM, mid_system, *_turn(2)],
-                                                        "gpt-4o").tokens)
+    r = truncate_to_fit(
+        msgs, "gpt-4o", count_messages([SYSTEM, mid_system, *_turn(2)], "gpt-4o").tokens
+    )
     assert r.messages == [SYSTEM, mid_system, *_turn(2)]
     assert r.dropped == (1, 2)
 
 
 def test_tool_call_and_results_dropped_together() -> None:
     exchange = _tool_exchange("c1", n_results=3)
-    msgs = [SYSTEM, {"role": "user", "content": "look things up"}, *exchange,
-            {"role": "assistant", "content": "done"}, {"role": "user", "content": "thanks"}]
+    msgs = [
+        SYSTEM,
+        {"role": "user", "content": "look things up"},
+        *exchange,
+        {"role": "assistant", "content": "done"},
+        {"role": "user", "content": "thanks"},
+    ]
     tail = msgs[-2:]
     # Budget: enough for the tail and one tool result, not for the whole exchange.
     budget = count_messages([SYSTEM, exchange[-1], *tail], "gpt-4o").tokens
@@ -104,9 +108,16 @@ def test_newest_tool_exchange_is_one_unit_for_the_minimum() -> None:
 
 
 def test_tools_definitions_count_against_the_budget() -> None:
-    tools = [{"type": "function", "function": {"name": "lookup", "description": "Look up " * 50,
-                                                "parameters": {"type": "object",
-                                                               "properties": {}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "description": "Look up " * 50,
+                "parameters": {"type": "object", "properties": {}},
+            },
+        }
+    ]
     msgs = [SYSTEM, *_turn(1), *_turn(2)]
     budget = count_messages(msgs, "gpt-4o").tokens  # fits without tools, not with them
     r = truncate_to_fit(msgs, "gpt-4o", budget, tools=tools)
@@ -132,8 +143,9 @@ def test_bad_input() -> None:
 
 # ------------------------------------------------------------------- property
 
-_texts = st.text(alphabet=st.characters(codec="utf-8", categories=["L", "N", "P", "Zs"]),
-                 max_size=120)
+_texts = st.text(
+    alphabet=st.characters(codec="utf-8", categories=["L", "N", "P", "Zs"]), max_size=120
+)
 
 
 @st.composite
@@ -145,11 +157,18 @@ def conversations(draw: st.DrawFn) -> list[dict[str, Any]]:
         kind = draw(st.sampled_from(["user", "assistant", "tools", "system"]))
         if kind == "tools":
             n = draw(st.integers(1, 3))
-            calls = [{"id": f"c{k}_{j}", "type": "function",
-                      "function": {"name": "f", "arguments": draw(_texts)}} for j in range(n)]
+            calls = [
+                {
+                    "id": f"c{k}_{j}",
+                    "type": "function",
+                    "function": {"name": "f", "arguments": draw(_texts)},
+                }
+                for j in range(n)
+            ]
             msgs.append({"role": "assistant", "content": None, "tool_calls": calls})
-            msgs += [{"role": "tool", "tool_call_id": c["id"], "content": draw(_texts)}
-                     for c in calls]
+            msgs += [
+                {"role": "tool", "tool_call_id": c["id"], "content": draw(_texts)} for c in calls
+            ]
         else:
             msgs.append({"role": kind, "content": draw(_texts)})
     return msgs
@@ -168,8 +187,9 @@ def _units_intact(msgs: list[dict[str, Any]], kept_idx: set[int]) -> bool:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(conversations(), st.integers(0, 400), st.sampled_from(["gpt-4o", "gpt-4",
-                                                              "claude-3-5-haiku"]))
+@given(
+    conversations(), st.integers(0, 400), st.sampled_from(["gpt-4o", "gpt-4", "claude-3-5-haiku"])
+)
 def test_property_result_always_fits(msgs: list[dict[str, Any]], budget: int, model: str) -> None:
     try:
         r = truncate_to_fit(msgs, model, budget)
@@ -186,4 +206,4 @@ def test_property_result_always_fits(msgs: list[dict[str, Any]], budget: int, mo
     # kept non-system messages form the newest contiguous run
     non_system = [i for i, m in enumerate(msgs) if m["role"] != "system"]
     kept_ns = [i for i in non_system if i in kept_idx]
-    assert kept_ns == non_system[len(non_system) - len(kept_ns):]
+    assert kept_ns == non_system[len(non_system) - len(kept_ns) :]

@@ -25,6 +25,8 @@ def test_file_names_are_the_fixed_uids() -> None:
         "tokenpipe-users",
         "tokenpipe-forecast",
         "tokenpipe-optimization",
+        "tokenpipe-budgets",
+        "tokenpipe-anomalies",
     ]
     for uid in uids:
         data = json.loads((JSON_DIR / f"{uid}.json").read_text(encoding="utf-8"))

@@ -57,6 +57,8 @@ def test_all_dashboards_present() -> None:
         "tokenpipe-users",
         "tokenpipe-forecast",
         "tokenpipe-optimization",
+        "tokenpipe-budgets",
+        "tokenpipe-anomalies",
     }
 
 

@@ -130,8 +130,8 @@ class CountingStore:
     def existing_event_ids(self, keys):  # type: ignore[no-untyped-def]
         return self.store.existing_event_ids(keys)
 
-    def existing_event_ids_in(self, *args):  # type: ignore[no-untyped-def]
-        return self.store.existing_event_ids_in(*args)
+    def existing_event_ids_in_ranges(self, *args):  # type: ignore[no-untyped-def]
+        return self.store.existing_event_ids_in_ranges(*args)
 
     def insert_json_each_row(self, table, body, settings=None):  # type: ignore[no-untyped-def]
         self.inserts.append(len(json.loads(body)))

@@ -34,7 +34,11 @@ def test_migrations_are_numbered_and_load() -> None:
 
 def test_applied_schema_matches_declared(empty_store: Store) -> None:
     done = apply(empty_store)
-    assert [(a.version, a.name) for a in done] == [(1, "usage_raw"), (2, "rollups")]
+    assert [(a.version, a.name) for a in done] == [
+        (1, "usage_raw"),
+        (2, "rollups"),
+        (3, "budgets_alerts"),
+    ]
     tables = _tables(empty_store)
     expected_names = (
         set(DECLARED_TABLES)
@@ -64,12 +68,13 @@ def test_second_run_applies_nothing(store: Store) -> None:
     assert store.query_rows("SELECT version, name FROM schema_migrations ORDER BY version") == [
         (1, "usage_raw"),
         (2, "rollups"),
+        (3, "budgets_alerts"),
     ]
 
 
 def test_dry_run_changes_nothing(empty_store: Store) -> None:
     done = apply(empty_store, dry_run=True)
-    assert [a.version for a in done] == [1, 2]
+    assert [a.version for a in done] == [1, 2, 3]
     assert any("CREATE TABLE IF NOT EXISTS usage_raw" in s for s in done[0].statements)
     assert any("INTERVAL 90 DAY" in s for s in done[0].statements)
     assert _tables(empty_store) == {}
