@@ -33,6 +33,7 @@ from pipeline.api import keyring_for, register_api
 from pipeline.apikeys import AuthError, authorize
 from pipeline.config import Settings
 from pipeline.control import register_control
+from pipeline.control.monitors import register_monitors
 from pipeline.costing.pricing import PriceCatalog
 from pipeline.dedup import DedupWindow
 from pipeline.ingest import MAX_BODY_BYTES, BadRequest, parse_body
@@ -244,6 +245,8 @@ def create_app(settings: Settings, store: Any, catalog: PriceCatalog | None = No
     _register_views(app, rt, events_topic, send_dead_letters)
     register_api(app, rt)
     register_control(app, rt, {USAGE_COSTED: costed_topic})
+    # after register_control: the monitors reuse the rules file it loaded
+    register_monitors(app, rt, costed_topic, _topic(app, settings, specs["alerts"]), dlq_topic)
     return app
 
 
