@@ -75,6 +75,20 @@ async def baseline(bootstrap: str, topic: str, n_events: int) -> float:
     return n_events / (time.perf_counter() - t0)
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its threads, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid() -> int | None:
+    import subprocess
+
+    out = subprocess.run(["pgrep", "-f", "kafka.Kafka"], capture_output=True, text=True).stdout
+    pids = [int(p) for p in out.split()]
+    return pids[0] if pids else None
+
+
 def rss_peak_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -135,12 +149,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         w = WorkerProcess(args.bootstrap, prefix, Path(tmp) / "w")
         w.start()
+        assert w.proc is not None
+        bpid = broker_pid()
+        cpu0 = (cpu_seconds(w.proc.pid), cpu_seconds(bpid) if bpid else 0.0)
         t0 = time.perf_counter()
         w.wait_for_calls(args.events, timeout=900, settle=0)
         elapsed = time.perf_counter() - t0
+        cpu1 = (cpu_seconds(w.proc.pid), cpu_seconds(bpid) if bpid else 0.0)
         eps = args.events / elapsed
         results["worker_events_per_s"] = round(eps)
+        results["worker_cpu_us_per_event"] = round((cpu1[0] - cpu0[0]) / args.events * 1e6, 1)
+        results["broker_cpu_us_per_event"] = round((cpu1[1] - cpu0[1]) / args.events * 1e6, 1)
+        results["cores_busy_during_run"] = round(
+            ((cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1])) / elapsed, 2
+        )
         print(f"worker: {args.events} events to ClickHouse in {elapsed:.1f}s = {eps:,.0f} events/s")
+        print(
+            f"  CPU per event: worker {results['worker_cpu_us_per_event']} us (all threads), "
+            f"broker {results['broker_cpu_us_per_event']} us; "
+            f"cores busy {results['cores_busy_during_run']} of {os.cpu_count()}"
+        )
 
         base = asyncio.run(baseline(args.bootstrap, topic, args.events))
         results["bare_aiokafka_events_per_s"] = round(base)

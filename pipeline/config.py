@@ -70,7 +70,7 @@ class Settings(BaseModel):
         default=10_000, ge=1, le=1_000_000, description="Sink batch: flush at this many rows."
     )
     batch_max_seconds: float = Field(
-        default=1.0, gt=0, le=60, description="Sink batch: flush when the oldest row is this old."
+        default=0.5, gt=0, le=60, description="Sink batch: flush when the oldest row is this old."
     )
     dedup_horizon_seconds: int = Field(
         default=3600, ge=0, description="Stream dedup on `event_id` remembers ids this long."

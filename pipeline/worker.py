@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import faust
@@ -14,6 +15,21 @@ from pipeline.kafka_admin import ensure_topics
 from pipeline.store import Store
 
 log = logging.getLogger(__name__)
+
+
+def tune_gc() -> None:
+    """Keep CPython's cyclic GC from dominating the hot path.
+
+    The worker allocates millions of short-lived, acyclic objects (validated events,
+    prices) while holding large long-lived structures (the dedup window, buffered
+    messages); with default thresholds the collector re-walked those constantly:
+    py-spy showed ``gc_collect_main`` as the hottest frame of the costing agent.
+    Start-up objects are frozen out of collection and generation-0 runs rarer.
+    Reference counting still frees everything acyclic immediately.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def run_worker(settings: Settings, migrate: bool = True) -> None:
@@ -38,6 +54,7 @@ def run_worker(settings: Settings, migrate: bool = True) -> None:
                     "run `tokenpipe migrate`"
                 )
         app = create_app(settings, store)
+        tune_gc()
         worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
         worker.execute_from_commandline()
     finally:

@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -86,6 +87,11 @@ class UsageEvent(BaseModel):
     @classmethod
     def _to_utc(cls, v: datetime) -> datetime:
         return v.astimezone(UTC)
+
+    @field_serializer("ts", when_used="json")
+    def _ts_json(self, v: datetime) -> str:
+        # One canonical form on the wire: milliseconds (what ClickHouse keeps) and Z.
+        return v.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     @model_validator(mode="after")
     def _parts_within_totals_and_keep_extras(self) -> UsageEvent:

@@ -8,6 +8,7 @@ and topic prefix; the test talks to it over HTTP (``/v1/usage/summary``,
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import signal
@@ -28,6 +29,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_LIVE: set[subprocess.Popen[bytes]] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """A test killed by its timeout skips its ``finally``: never leave a worker running."""
+    for proc in list(_LIVE):
+        if proc.poll() is None:
+            proc.kill()
 
 
 class WorkerProcess:
@@ -70,6 +82,7 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        _LIVE.add(self.proc)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -48,9 +48,11 @@ def test_output_records_satisfy_the_costed_usage_contract(catalog: PriceCatalog)
     records = [r for recs in result.costed.values() for r in recs]
     assert len(records) == 300
     for tenant, recs in result.costed.items():
-        assert {r["tenant"] for r in recs} == {tenant}
+        assert {r.as_dict()["tenant"] for r in recs} == {tenant}
     for r in records:
-        c = CostedUsage.model_validate(json.loads(json.dumps(r)))
+        c = CostedUsage.model_validate_json(r.json)  # the bytes that go to Kafka
+        assert (c.event_id, c.ts) == (r.event_id, r.ts)
+        assert c.provider  # inferred from the catalog when the event had none
         parts = (
             c.input_cost_usd + c.cache_read_cost_usd + c.cache_write_cost_usd + c.output_cost_usd
         )
@@ -62,7 +64,8 @@ def test_known_price_gpt_4o_with_cache(catalog: PriceCatalog) -> None:
     # gpt-4o: $2.50/M input, $1.25/M cached input, $10/M output.
     # 500k uncached * 2.5 + 500k cached * 1.25 + 100k out * 10 = 1.25 + 0.625 + 1.0
     result = proc(catalog).process([msg(json.dumps(GOOD))])
-    (rec,) = result.costed["acme"]
+    (costed,) = result.costed["acme"]
+    rec = costed.as_dict()
     assert Decimal(rec["cost_usd"]) == Decimal("2.875")
     assert rec["priced"] is True
 
@@ -70,7 +73,8 @@ def test_known_price_gpt_4o_with_cache(catalog: PriceCatalog) -> None:
 def test_unknown_model_is_kept_unpriced_and_counted(catalog: PriceCatalog) -> None:
     event = dict(GOOD, model="my-private-llm", provider="")
     result = proc(catalog).process([msg(json.dumps(event))])
-    (rec,) = result.costed["acme"]
+    (costed,) = result.costed["acme"]
+    rec = costed.as_dict()
     assert rec["priced"] is False
     assert rec["unpriced_reason"]
     assert Decimal(rec["cost_usd"]) == 0

@@ -25,12 +25,14 @@ def costed_values(n: int, per_message: int = 100, seed: int = 1) -> list[bytes]:
         InMessage(encode_batch(events[i : i + per_message]), "usage.events", 0, i)
         for i in range(0, n, per_message)
     ]
+    from pipeline.processors.costing import encode_costed
+
     result = proc.process(msgs)
-    values = []
-    for records in result.costed.values():
-        for i in range(0, len(records), per_message):
-            values.append(json.dumps(records[i : i + per_message]).encode())
-    return values
+    return [
+        value
+        for records in result.costed.values()
+        for value, _headers in encode_costed(records, per_message)
+    ]
 
 
 def totals(store: Store, table: str = "usage_raw") -> tuple[int, Decimal, int]:

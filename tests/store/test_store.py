@@ -142,3 +142,24 @@ def test_existing_event_ids(store: Store) -> None:
     # Other tenants and times outside the batch's span are not looked at.
     assert store.existing_event_ids([("t9", t0 + timedelta(seconds=5), "e5")]) == set()
     assert store.existing_event_ids([("t1", t0 + timedelta(hours=5), "e5")]) == set()
+
+
+def test_existing_ids_with_quotes_and_backslashes(store: Store) -> None:
+    from datetime import UTC, datetime
+
+    ts = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    odd = ["o'brien", "back\\slash", "plain-1", "x', 'y", "tab\tand\nnewline"]
+    store.insert_rows("usage_raw", [raw_row(e, ts) for e in odd], RAW_INSERT_COLUMNS)
+    found = store.existing_event_ids_in_ranges([("acme", ts, ts)], [*odd, "not-there", "y"])
+    assert found == set(odd)
+
+
+def test_existing_ids_check_handles_a_large_batch(store: Store) -> None:
+    """A 20k-id batch makes ~800 KB of SQL: more than ClickHouse's default query size."""
+    import uuid
+    from datetime import UTC, datetime
+
+    ts = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    ids = [str(uuid.uuid4()) for _ in range(20_000)]
+    store.insert_rows("usage_raw", [raw_row(e, ts) for e in ids[:5]], RAW_INSERT_COLUMNS)
+    assert store.existing_event_ids_in_ranges([("acme", ts, ts)], ids) == set(ids[:5])
