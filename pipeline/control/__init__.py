@@ -304,8 +304,17 @@ def register_control(app: faust.App, rt: Any, topics: Mapping[str, faust.TopicT]
             elif kind == "persist":
                 for bid in body["b"]:
                     if bid in live:
-                        ledger[bid] = wire.encode_value(*live[bid])
-                        dirty.discard(bid)
+                        state, recent = live[bid]
+                        # Encoding thousands of open reservations took ~35 ms; off the
+                        # event loop reserves keep answering meanwhile. The state is
+                        # immutable; the mutable id list is copied here first.
+                        snapshot = wire.RecentIds(recent.to_list())
+                        value = await asyncio.get_running_loop().run_in_executor(
+                            None, wire.encode_value, state, snapshot
+                        )
+                        ledger[bid] = value
+                        if live.get(bid, (None,))[0] is state:
+                            dirty.discard(bid)  # nothing changed while encoding
 
     async def submit_reserve(req: ReserveRequest) -> ReserveDecision:
         defns = cp.registry.index.match(req.scope_dimensions())
