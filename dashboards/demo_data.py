@@ -28,7 +28,6 @@ timeouts and dead letters). The usage rows are the same with or without extras.
 from __future__ import annotations
 
 import bisect
-import json
 import math
 import random
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,6 +37,8 @@ from decimal import Decimal
 from typing import Any
 
 from pipeline.budgets.periods import period_start as budget_period_start
+from pipeline.control.monitors import anomaly_row
+from pipeline.control.wire import alert_row, budget_row
 from pipeline.migrate import DECLARED_SCHEMA
 from pipeline.store import Store
 from schemas.alerts import AlertEvent, Anomaly, Severity, WebhookDelivery, stable_id
@@ -444,41 +445,6 @@ def _uses(rows: Iterable[Sequence[Any]]) -> list[_Use]:
     return out
 
 
-def _budget_row(
-    defn: BudgetDefinition, version: int, at: datetime, deleted: bool = False
-) -> tuple[Any, ...]:
-    if deleted:
-        return (defn.id, version, "", {}, "", "", Decimal(0), "", "", 1, at)
-    return (
-        defn.id,
-        version,
-        defn.name,
-        dict(defn.scope),
-        defn.period,
-        defn.unit,
-        defn.limit,
-        defn.mode,
-        defn.model_dump_json(),
-        0,
-        at,
-    )
-
-
-def _alert_row(alert: AlertEvent) -> tuple[Any, ...]:
-    return (
-        alert.alert_id,
-        alert.kind,
-        alert.tenant,
-        dict(alert.scope),
-        alert.severity,
-        alert.title,
-        alert.text,
-        json.dumps(alert.data, separators=(",", ":"), sort_keys=True, default=str),
-        str(alert.data.get("budget_id", "")),
-        alert.ts,
-    )
-
-
 def _budget_alerts(
     versions: Sequence[tuple[datetime, BudgetDefinition | None]], uses: Sequence[_Use]
 ) -> list[AlertEvent]:
@@ -766,18 +732,18 @@ def generate_extras(
     version_base = int(defined.timestamp()) * 1_000_000
     for defn in DEMO_BUDGETS:
         versions: list[tuple[datetime, BudgetDefinition | None]] = [(defined, defn)]
-        budget_rows.append(_budget_row(defn, version_base, defined))
+        budget_rows.append(budget_row(defn.id, defn, version_base, defined))
         if defn.id in earlier:
             first, after = earlier[defn.id]
             changed = start + timedelta(days=after)
             versions = [(defined, first), (changed, defn)]
-            budget_rows[-1] = _budget_row(first, version_base, defined)
-            budget_rows.append(_budget_row(defn, version_base + 1, changed))
+            budget_rows[-1] = budget_row(first.id, first, version_base, defined)
+            budget_rows.append(budget_row(defn.id, defn, version_base + 1, changed))
         alerts += _budget_alerts(versions, uses)
     gone, after = _DELETED_BUDGET
     deleted_at = start + timedelta(days=after)
-    budget_rows.append(_budget_row(gone, version_base, defined))
-    budget_rows.append(_budget_row(gone, version_base + 1, deleted_at, deleted=True))
+    budget_rows.append(budget_row(gone.id, gone, version_base, defined))
+    budget_rows.append(budget_row(gone.id, None, version_base + 1, deleted_at))
     alerts += _budget_alerts([(defined, gone), (deleted_at, None)], uses)
 
     alerts += _rate_alerts(uses)
@@ -791,25 +757,10 @@ def generate_extras(
 
     return {
         "budgets": (BUDGET_COLUMNS, budget_rows),
-        "alerts": (ALERT_COLUMNS, [_alert_row(a) for a in alerts]),
+        "alerts": (ALERT_COLUMNS, [alert_row(a) for a in alerts]),
         "anomalies": (
             ANOMALY_COLUMNS,
-            [
-                (
-                    a.anomaly_id,
-                    dict(a.scope),
-                    a.metric,
-                    a.window_start,
-                    a.window_s,
-                    a.value,
-                    a.baseline,
-                    a.score,
-                    a.ratio,
-                    a.detected_at,
-                )
-                for a in anomalies
-                if a.detected_at < end
-            ],
+            [anomaly_row(a) for a in anomalies if a.detected_at < end],
         ),
         "webhook_deliveries": (
             DELIVERY_COLUMNS,

@@ -31,7 +31,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pipeline.apikeys import AuthError, KeyRing, authorize
+from pipeline.apikeys import AuthError, KeyRing, authorize_request
 from pipeline.report import parse_time
 
 AGGREGATIONS = {"hour": "usage_rollup_1h", "day": "usage_rollup_1d"}
@@ -362,10 +362,9 @@ def register_api(app: Any, rt: Any, ring: KeyRing | None = None) -> None:
         async def get(self, request: Request) -> Response:
             q = request.query
             try:
-                tenant = authorize(
+                tenant = authorize_request(
                     keys,
-                    request.headers.get("Authorization"),
-                    getattr(request, "remote", None),
+                    request,
                     q.get("tenant"),
                 )
             except AuthError as exc:

@@ -186,6 +186,16 @@ def authorize(
     return principal.tenant
 
 
+def authorize_request(ring: KeyRing, request: Any, requested_tenant: str | None) -> str | None:
+    """``authorize`` for a web request: its ``Authorization`` header and peer address."""
+    return authorize(
+        ring,
+        request.headers.get("Authorization"),
+        getattr(request, "remote", None),
+        requested_tenant,
+    )
+
+
 def add_key(path: Path, tenant: str, name: str = "") -> str:
     """Generate a key for ``tenant`` (or ``*``), append its hash to ``path``; return the key."""
     key = generate_key()

@@ -30,7 +30,7 @@ from faust.web import Request, Response, View
 
 from pipeline import report
 from pipeline.api import keyring_for, register_api
-from pipeline.apikeys import AuthError, authorize
+from pipeline.apikeys import AuthError, authorize_request
 from pipeline.config import Settings
 from pipeline.control import register_control
 from pipeline.control.monitors import register_monitors
@@ -332,10 +332,9 @@ def _register_views(
             q = request.query
             try:
                 # a tenant-scoped key always reads its own tenant, whatever was asked
-                tenant = authorize(
+                tenant = authorize_request(
                     keys,
-                    request.headers.get("Authorization"),
-                    getattr(request, "remote", None),
+                    request,
                     q.get("tenant"),
                 )
             except AuthError as exc:
@@ -359,12 +358,7 @@ def _register_views(
     class Latency(View):
         async def get(self, request: Request) -> Response:
             try:
-                authorize(
-                    keys,
-                    request.headers.get("Authorization"),
-                    getattr(request, "remote", None),
-                    None,
-                )
+                authorize_request(keys, request, None)
             except AuthError as exc:
                 return self.error(exc.status, exc.reason)
             try:

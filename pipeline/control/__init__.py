@@ -54,7 +54,6 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +65,7 @@ from pydantic import ValidationError
 from pipeline.alerts.delivery import AlertDeliverer
 from pipeline.alerts.rules import RuleSet, load_rules, match
 from pipeline.api import keyring_for
-from pipeline.apikeys import AuthError, authorize
+from pipeline.apikeys import AuthError, authorize_request
 from pipeline.budgets.ledger import combine_decisions, release, reserve, status
 from pipeline.budgets.matching import event_dimensions
 from pipeline.budgets.suggest import ModelFallback
@@ -379,41 +378,6 @@ class _Dims:
         return self._d.get(name)
 
 
-def _budget_row(defn: BudgetDefinition | None, budget_id: str) -> tuple[Any, ...]:
-    now = _now()
-    version = time.time_ns()
-    if defn is None:
-        return (budget_id, version, "", {}, "", "", Decimal(0), "", "", 1, now)
-    return (
-        defn.id,
-        version,
-        defn.name,
-        dict(defn.scope),
-        defn.period,
-        defn.unit,
-        defn.limit,
-        defn.mode,
-        defn.model_dump_json(),
-        0,
-        now,
-    )
-
-
-_BUDGET_COLUMNS = (
-    "id",
-    "version",
-    "name",
-    "scope",
-    "period",
-    "unit",
-    "limit",
-    "mode",
-    "definition",
-    "deleted",
-    "updated_at",
-)
-
-
 def _register_views(
     cp: ControlPlane, ledger: Any, budgets_topic: faust.TopicT, submit_reserve: Any
 ) -> None:
@@ -468,16 +432,17 @@ def _register_views(
         await fut
         cp.registry.apply(defn.id, defn.model_dump_json().encode())
         await cp.run_blocking(
-            rt.store.insert_rows, "budgets", [_budget_row(defn, defn.id)], _BUDGET_COLUMNS
+            rt.store.insert_rows,
+            "budgets",
+            [wire.budget_row(defn.id, defn, time.time_ns(), _now())],
+            wire.BUDGET_COLUMNS,
         )
 
     keys = keyring_for(rt.settings)
 
     def principal(request: Request, tenant: str | None = None) -> str | None:
         """The tenant a caller is confined to (None: all), or raise ``AuthError``."""
-        return authorize(
-            keys, request.headers.get("Authorization"), getattr(request, "remote", None), tenant
-        )
+        return authorize_request(keys, request, tenant)
 
     def require_admin(request: Request) -> None:
         if principal(request) is not None:
@@ -573,7 +538,10 @@ def _register_views(
             await fut
             cp.registry.apply(budget_id, None)
             await cp.run_blocking(
-                rt.store.insert_rows, "budgets", [_budget_row(None, budget_id)], _BUDGET_COLUMNS
+                rt.store.insert_rows,
+                "budgets",
+                [wire.budget_row(budget_id, None, time.time_ns(), _now())],
+                wire.BUDGET_COLUMNS,
             )
             return self.json({"deleted": budget_id})
 

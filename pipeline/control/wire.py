@@ -197,6 +197,42 @@ def alert_event(alert: Alert, defn: BudgetDefinition | None) -> AlertEvent:
     )
 
 
+BUDGET_COLUMNS = (
+    "id",
+    "version",
+    "name",
+    "scope",
+    "period",
+    "unit",
+    "limit",
+    "mode",
+    "definition",
+    "deleted",
+    "updated_at",
+)
+
+
+def budget_row(
+    budget_id: str, defn: BudgetDefinition | None, version: int, at: datetime
+) -> tuple[Any, ...]:
+    """A row of the ClickHouse ``budgets`` history (``BUDGET_COLUMNS``); ``None``: deleted."""
+    if defn is None:
+        return (budget_id, version, "", {}, "", "", Decimal(0), "", "", 1, at)
+    return (
+        defn.id,
+        version,
+        defn.name,
+        dict(defn.scope),
+        defn.period,
+        defn.unit,
+        defn.limit,
+        defn.mode,
+        defn.model_dump_json(),
+        0,
+        at,
+    )
+
+
 def alert_row(alert: AlertEvent) -> tuple[Any, ...]:
     """A row of the ClickHouse ``alerts`` table (see ``ALERT_COLUMNS``)."""
     return (
