@@ -44,7 +44,8 @@ bench: venv
 	$(BIN)/python bench/bench_counting.py
 	KAFKA_PORT=$(KAFKA_PORT) bash -c 'set -euo pipefail; trap "deploy/kafka/kafka.sh stop" EXIT; \
 	  deploy/kafka/kafka.sh start; \
-	  TOKENPIPE_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/python bench/bench_pipeline.py'
+	  TOKENPIPE_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/python bench/bench_pipeline.py; \
+	  TOKENPIPE_KAFKA_BOOTSTRAP=127.0.0.1:$(KAFKA_PORT) $(BIN)/python bench/bench_control.py'
 
 broker-start:
 	KAFKA_PORT=$(KAFKA_PORT) deploy/kafka/kafka.sh start

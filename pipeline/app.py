@@ -144,7 +144,7 @@ def create_app(settings: Settings, store: Any, catalog: PriceCatalog | None = No
         store=store,
         query_store=store.session() if isinstance(store, Store) else store,
         costing=CostingProcessor(
-            catalog or PriceCatalog(settings.price_overrides),
+            catalog or PriceCatalog(settings.price_overrides, catalog_data=settings.catalog_file()),
             DedupWindow(settings.dedup_horizon_seconds),
         ),
         writer=BatchWriter(

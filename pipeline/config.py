@@ -66,6 +66,11 @@ class Settings(BaseModel):
         description="YAML alert rules (webhook/Slack channels); unset: alerts are recorded "
         "in ClickHouse and on the alerts topic but not delivered.",
     )
+    price_catalog: Path | None = Field(
+        default=None,
+        description="genai-prices data.json to price with; unset: the file `tokenpipe prices "
+        "update` saved in <data_dir>/prices, if any, else the snapshot bundled with genai-prices.",
+    )
     batch_max_rows: int = Field(
         default=10_000, ge=1, le=1_000_000, description="Sink batch: flush at this many rows."
     )
@@ -106,6 +111,13 @@ class Settings(BaseModel):
     def dsn(self) -> str:
         """The effective ClickHouse DSN (the embedded default when none is set)."""
         return self.clickhouse_dsn or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    def catalog_file(self) -> Path | None:
+        """The price catalog file to use (see ``price_catalog``), or None for the bundled one."""
+        if self.price_catalog is not None:
+            return self.price_catalog
+        saved = self.data_dir / "prices" / "genai-prices.json"
+        return saved if saved.is_file() else None
 
     def topic(self, name: str) -> str:
         """The full name of a logical topic (``usage.events`` → with prefix)."""

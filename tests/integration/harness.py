@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -144,6 +144,18 @@ class WorkerProcess:
                 raise RuntimeError(f"worker died:\n{self.tail()}")
             time.sleep(0.5)
         raise TimeoutError(f"only {total.get('calls')} of {n} rows after {timeout}s\n{self.tail()}")
+
+
+def in_own_process(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run the module-level ``fn(*args)`` in a fresh Python process and return its result.
+
+    For opening a worker's embedded store from a test: chDB allows one data path per
+    process, and the test process already holds the session's path.
+    """
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
 
 
 async def produce(

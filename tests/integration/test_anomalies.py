@@ -31,7 +31,7 @@ from pipeline import migrate
 from pipeline.config import Settings
 from pipeline.kafka_admin import ensure_topics
 from pipeline.store import Store
-from tests.integration.harness import WorkerProcess, expected_totals, produce
+from tests.integration.harness import WorkerProcess, expected_totals, in_own_process, produce
 
 PER_MIN = 10
 TOKENS = (1000, 500)
@@ -93,6 +93,17 @@ def event(tenant: str, ts: datetime) -> dict[str, Any]:
     }
 
 
+def _anomaly_rows(dsn: str) -> list[dict[str, Any]]:
+    store = Store.open(dsn, private=True)
+    try:
+        rows: list[dict[str, Any]] = store.query_dicts(
+            "SELECT anomaly_id, scope, metric, ratio FROM anomalies FINAL ORDER BY anomaly_id"
+        )
+        return rows
+    finally:
+        store.close()
+
+
 def seed_history(data_dir: Path, now: datetime, raw_ttl_days: int) -> None:
     """48 h of steady hourly rollups for 'spiky' and 'steady', ending 1 h before this hour."""
     cost = expected_totals([event("x", now)])["cost_usd"]
@@ -114,7 +125,11 @@ def seed_history(data_dir: Path, now: datetime, raw_ttl_days: int) -> None:
         for tenant in ("spiky", "steady")
         for h in range(2, 50)
     ]
-    store = Store.open(f"chdb://{(data_dir / 'clickhouse').resolve()}", private=True)
+    in_own_process(_seed_store, f"chdb://{(data_dir / 'clickhouse').resolve()}", rows, raw_ttl_days)
+
+
+def _seed_store(dsn: str, rows: list[tuple[Any, ...]], raw_ttl_days: int) -> None:
+    store = Store.open(dsn, private=True)
     try:
         migrate.apply(store, parameters={"raw_ttl_days": str(raw_ttl_days)})
         store.insert_rows(
@@ -214,12 +229,6 @@ async def test_spike_against_clickhouse_baseline(
         )
     finally:
         w.stop()
-    store = Store.open(f"chdb://{(data_dir / 'clickhouse').resolve()}", private=True)
-    try:
-        rows = store.query_dicts(
-            "SELECT anomaly_id, scope, metric, ratio FROM anomalies FINAL ORDER BY anomaly_id"
-        )
-    finally:
-        store.close()
+    rows = in_own_process(_anomaly_rows, f"chdb://{(data_dir / 'clickhouse').resolve()}")
     assert sorted(r["anomaly_id"] for r in rows) == sorted(a["alert_id"] for a in got)
     assert all(r["scope"]["tenant"] == "spiky" for r in rows)
