@@ -230,7 +230,7 @@ class LedgerState:
     def reserved_total(self) -> Decimal:
         """Sum of the open reservations (expired ones included until :func:`expire`)."""
         if isinstance(self.reserved, Reservations):
-            return self.reserved.total
+            return self.reserved.total if self.reserved else ZERO
         return sum((h.amount for h in self.reserved.values()), ZERO)
 
 

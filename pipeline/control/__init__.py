@@ -362,7 +362,7 @@ def register_control(app: faust.App, rt: Any, topics: Mapping[str, faust.TopicT]
             for ev in batch:
                 await stream.ack(ev)
 
-    _register_views(cp, ledger, budgets_topic, submit_reserve)
+    _register_views(cp, load, budgets_topic, submit_reserve)
     return cp
 
 
@@ -379,7 +379,7 @@ class _Dims:
 
 
 def _register_views(
-    cp: ControlPlane, ledger: Any, budgets_topic: faust.TopicT, submit_reserve: Any
+    cp: ControlPlane, load: Any, budgets_topic: faust.TopicT, submit_reserve: Any
 ) -> None:
     app = cp.app
     rt = cp.rt
@@ -558,7 +558,7 @@ def _register_views(
             defn = cp.registry.get(budget_id)
             if defn is None or not visible(defn, tenant):
                 return self.error(404, f"no budget {budget_id!r}")
-            state, _ = wire.decode_value(ledger.get(budget_id), defn)
+            state, _ = load(defn)  # the owner's live state, reservations included
             return self.json(json.loads(status(state, defn, _now()).model_dump_json()))
 
     @app.page("/v1/alerts")

@@ -299,3 +299,42 @@ async def test_kill9_under_load_ledger_equals_clickhouse(
         wait_until(settled, 60, "ledger spent == ClickHouse sum", w)
     finally:
         w.stop()
+
+
+# -------------------------------------------------------------------- the SDK side
+async def test_sdk_guard_reserves_denies_and_settles(settings: Settings, tmp_path: Path) -> None:
+    from pipeline.sdk import Emitter
+    from pipeline.sdk_budgets import BudgetClient, BudgetDenied
+
+    w = ControlWorker(settings.kafka_bootstrap, settings.topic_prefix, tmp_path / "w")
+    w.start()
+    emitter = Emitter(settings.kafka_bootstrap, settings.topic("usage.events"))
+    budgets = BudgetClient(w.url)
+    try:
+        w.put_budget({"id": "sdk", "scope": {"tenant": "sdk"}, "period": "month", "limit_usd": "1"})
+        with budgets.guard(emitter, model="gpt-4o-mini", estimate_usd="0.6", tenant="sdk") as call:
+            # the first call's estimate is held: a second one that would not fit is denied
+            with (
+                pytest.raises(BudgetDenied) as denied,
+                budgets.guard(emitter, model="gpt-4o-mini", estimate_usd="0.6", tenant="sdk"),
+            ):
+                pass
+            assert denied.value.decision["reason"] == "budget_exceeded"
+            assert Decimal(w.budget_status("sdk")["reserved"]) == Decimal("0.6")
+            call.record(event("sdk", 1, 1000, 200))  # the LLM call happened: record it
+        assert emitter.flush(10)
+        # the costed event settles the reservation: actual replaces the estimate
+        wait_until(lambda: Decimal(w.budget_status("sdk")["reserved"]) == 0, 120, "settled", w)
+        spent = Decimal(w.budget_status("sdk")["spent"])
+        want = Decimal(
+            httpx.get(w.url + "/v1/usage/summary", params={"tenant": "sdk"}, timeout=30).json()[
+                "total"
+            ]["cost_usd"]
+        )
+        assert spent == want > 0
+        with budgets.guard(emitter, model="gpt-4o-mini", estimate_usd="0.6", tenant="sdk"):
+            pass  # fits again now that only the actual cost counts
+    finally:
+        budgets.close()
+        emitter.close(10)
+        w.stop()
