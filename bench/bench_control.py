@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -243,4 +244,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # SIGTERM (timeout, kill) exits through atexit, which stops the worker we started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()

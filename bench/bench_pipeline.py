@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -207,4 +208,6 @@ def httpx_latency(w: WorkerProcess, since: datetime) -> dict[str, float]:
 
 
 if __name__ == "__main__":
+    # SIGTERM (timeout, kill) exits through atexit, which stops the worker we started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()
