@@ -31,6 +31,21 @@ from pydantic import (
 
 SCHEMA_VERSION = 1
 
+
+def wire_ts(ts: datetime) -> str:
+    """A timestamp as every tokenpipe message carries it: UTC, milliseconds, ``Z``.
+
+    Milliseconds are what ClickHouse keeps (``DateTime64(3)``); one fixed form lets
+    consumers compare the strings and parse them without surprises.
+    """
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_wire_ts(value: str) -> datetime:
+    """The inverse of ``wire_ts`` (also accepts any ISO-8601 time with an offset)."""
+    return datetime.fromisoformat(value)
+
+
 TokenCount = Annotated[int, Field(ge=0, le=2**53, strict=True)]
 """A token count: a JSON integer >= 0 (no floats, strings or booleans)."""
 
@@ -90,8 +105,7 @@ class UsageEvent(BaseModel):
 
     @field_serializer("ts", when_used="json")
     def _ts_json(self, v: datetime) -> str:
-        # One canonical form on the wire: milliseconds (what ClickHouse keeps) and Z.
-        return v.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return wire_ts(v)
 
     @model_validator(mode="after")
     def _parts_within_totals_and_keep_extras(self) -> UsageEvent:

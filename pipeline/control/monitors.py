@@ -84,6 +84,7 @@ from pipeline.windows import (
     window_start,
 )
 from schemas.alerts import AlertEvent, AlertKind, Anomaly
+from schemas.usage import wire_ts
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +192,7 @@ def _normal_ts(ts: str) -> str:
     """The costing processor's ts format ('…T12:34:56.789Z'); anything else is re-rendered."""
     if len(ts) == _TS_LEN and ts[-1] == "Z":
         return ts
-    parsed = datetime.fromisoformat(ts).astimezone(UTC)
-    return parsed.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return wire_ts(datetime.fromisoformat(ts))
 
 
 def _group(

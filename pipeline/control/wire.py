@@ -34,6 +34,7 @@ from typing import Any
 from pipeline.budgets.ledger import LedgerState, new_state, state_from_dict, state_to_dict
 from schemas.alerts import AlertEvent, Severity
 from schemas.budgets import Alert, BudgetDefinition
+from schemas.usage import parse_wire_ts
 
 SEQ_SHIFT = 20
 """Bits of a costed message's record index in ``seq`` (a message holds < 2**20 records)."""
@@ -56,10 +57,6 @@ class LedgerRecord:
     reservation_id: str | None
 
 
-def parse_ts(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 def compact_record(rec: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a ``CostedUsage`` dict the ledger needs, under short names."""
     return {
@@ -76,7 +73,7 @@ def compact_record(rec: Mapping[str, Any]) -> dict[str, Any]:
 def record_from_compact(d: Mapping[str, Any]) -> LedgerRecord:
     return LedgerRecord(
         event_id=d["e"],
-        ts=parse_ts(d["ts"]),
+        ts=parse_wire_ts(d["ts"]),
         cost_usd=Decimal(d["c"]),
         priced=bool(d["p"]),
         input_tokens=int(d["i"]),

@@ -29,7 +29,7 @@ from pipeline.costing.pricing import PriceCatalog, PriceResult
 from pipeline.costing.usage import TokenUsage
 from pipeline.dedup import DedupWindow
 from schemas.dlq import DeadLetter
-from schemas.usage import UsageEvent
+from schemas.usage import UsageEvent, wire_ts
 from schemas.validation import Rejected, validate_payload
 
 _TOP_LEVEL = frozenset(UsageEvent.model_fields)
@@ -85,10 +85,6 @@ class CostedRecord:
         return data
 
 
-def _iso(ts: datetime) -> str:
-    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def costed_json(event: UsageEvent, price: PriceResult, costed_at: str) -> bytes:
     """The ``CostedUsage`` JSON object of ``event`` priced as ``price``.
 
@@ -137,7 +133,7 @@ def encode_costed(
         stamps = [r.ts for r in chunk]
         headers = [
             (HEADER_IDS, json.dumps([r.event_id for r in chunk]).encode()),
-            (HEADER_TS, f"{_iso(min(stamps))},{_iso(max(stamps))}".encode()),
+            (HEADER_TS, f"{wire_ts(min(stamps))},{wire_ts(max(stamps))}".encode()),
         ]
         out.append((b"[" + b",".join(r.json for r in chunk) + b"]", headers))
     return out
@@ -201,7 +197,7 @@ class CostingProcessor:
                 for e in fresh
             ]
         )
-        costed_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        costed_at = wire_ts(datetime.now(UTC))
         for event, price in zip(fresh, prices, strict=True):
             if not price.priced:
                 out.unpriced += 1

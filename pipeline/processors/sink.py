@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 from pipeline.processors.costing import HEADER_IDS, HEADER_TS
 from pipeline.store import merge_ranges
+from schemas.usage import parse_wire_ts
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +128,6 @@ class WriteResult:
     fast_path: bool = False
 
 
-def _parse_ts(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 def prepare(values: Sequence[bytes]) -> PreparedBatch:
     """Parse message values (JSON arrays or single objects) and drop in-batch duplicates.
 
@@ -177,7 +174,8 @@ def _write_indexed(
     # One query for the whole batch over its messages' (tenant, ts) windows: every
     # replayed row has its original tenant and ts, so it lies inside one of them.
     windows = merge_ranges(
-        (m.tenant or "", _parse_ts(m.ts_min or ""), _parse_ts(m.ts_max or "")) for m in messages
+        (m.tenant or "", parse_wire_ts(m.ts_min or ""), parse_wire_ts(m.ts_max or ""))
+        for m in messages
     )
     if store.existing_event_ids_in_ranges(windows, all_ids):
         return None
@@ -222,7 +220,7 @@ def write_blocking(
     skipped = 0
     if records:
         existing = store.existing_event_ids(
-            (r["tenant"], _parse_ts(r["ts"]), r["event_id"]) for r in records
+            (r["tenant"], parse_wire_ts(r["ts"]), r["event_id"]) for r in records
         )
         if existing:
             before = len(records)
