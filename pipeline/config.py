@@ -27,6 +27,11 @@ def default_data_dir() -> Path:
     return Path.cwd() / "var"
 
 
+def saved_catalog_path(data_dir: Path) -> Path:
+    """Where ``tokenpipe prices update`` saves a refreshed catalog under ``data_dir``."""
+    return data_dir / "prices" / "genai-prices.json"
+
+
 class Settings(BaseModel):
     """Every setting of tokenpipe. Field descriptions become the README table."""
 
@@ -116,7 +121,7 @@ class Settings(BaseModel):
         """The price catalog file to use (see ``price_catalog``), or None for the bundled one."""
         if self.price_catalog is not None:
             return self.price_catalog
-        saved = self.data_dir / "prices" / "genai-prices.json"
+        saved = saved_catalog_path(self.data_dir)
         return saved if saved.is_file() else None
 
     def topic(self, name: str) -> str:

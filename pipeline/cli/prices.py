@@ -21,6 +21,7 @@ from genai_prices.update_prices import DEFAULT_UPDATE_URL
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.config import default_data_dir, saved_catalog_path
 from pipeline.costing.pricing import PriceCatalog, PriceResult
 from pipeline.costing.usage import TokenUsage
 from pipeline.errors import UserError
@@ -37,8 +38,7 @@ CATALOG_URL = DEFAULT_UPDATE_URL
 def default_catalog_path() -> Path:
     """Where ``prices update`` saves the catalog: ``<data_dir>/prices/genai-prices.json``."""
     data_dir = os.environ.get("TOKENPIPE_DATA_DIR")
-    base = Path(data_dir) if data_dir else Path.cwd() / "var"
-    return base / "prices" / "genai-prices.json"
+    return saved_catalog_path(Path(data_dir) if data_dir else default_data_dir())
 
 
 OverridesOpt = Annotated[
