@@ -32,11 +32,12 @@ REPO = Path(__file__).resolve().parents[2]
 KAFKA_SCRIPT = REPO / "deploy" / "kafka" / "kafka.sh"
 
 
-def _broker_answers(bootstrap: str) -> bool:
+def _broker_answers(settings: Settings) -> bool:
+    """True when the broker answers; it then has the demo's topics (created if missing)."""
     from pipeline.kafka_admin import ensure_topics
 
     try:
-        asyncio.run(ensure_topics(Settings(kafka_bootstrap=bootstrap), timeout_s=5))
+        asyncio.run(ensure_topics(settings, timeout_s=5))
     except ConfigError:
         return False
     return True
@@ -116,7 +117,7 @@ def demo_command(
     settings = load_settings(config)
     console = Console()
     started_broker = False
-    if not _broker_answers(settings.kafka_bootstrap):
+    if not _broker_answers(settings):
         host, _, port = settings.kafka_bootstrap.partition(",")[0].rpartition(":")
         if host not in {"127.0.0.1", "localhost"}:
             raise ConfigError(
